@@ -1,0 +1,5 @@
+import sys
+
+from wasmtee.cli import main
+
+sys.exit(main())

@@ -1,0 +1,281 @@
+"""Quote and evidence verification: every check accepts good input and rejects bad."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from wasmtee.errors import UsageError
+from wasmtee.tee import ecdsa
+from wasmtee.tee.errors import VerificationError
+from wasmtee.tee.evidence import claims_report_data, encode_evidence
+from wasmtee.tee.measure import EnclaveIdentity
+from wasmtee.tee.quote import (
+    INTEL_QE_VENDOR_ID,
+    QuoteSignatureData,
+    encode_quote,
+    parse_quote,
+)
+from wasmtee.tee.sim import SimPlatform
+from wasmtee.tee.verify import Policy, verify_evidence, verify_quote
+
+MR_ENCLAVE = hashlib.sha256(b"test enclave").digest()
+REPORT_DATA = b"report data for the test".ljust(64, b"\x00")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    return SimPlatform(tmp_path_factory.mktemp("sim"))
+
+
+@pytest.fixture(scope="module")
+def identity(platform):
+    return EnclaveIdentity(MR_ENCLAVE, platform.mr_signer, 7, 3, 0x5)
+
+
+@pytest.fixture(scope="module")
+def quote(platform, identity):
+    return platform.quote(identity, REPORT_DATA)
+
+
+@pytest.fixture
+def policy(platform):
+    return Policy(mr_enclave=MR_ENCLAVE, mr_signer=platform.mr_signer, isv_prod_id=7,
+                  min_isv_svn=3, allow_debug=True, allow_simulation=True,
+                  report_data=REPORT_DATA)
+
+
+def resign(platform, quote, header=None, body=None, vendor_id=None, **signature_changes):
+    """Rebuild a quote with changed parts and valid signatures from the sim keys."""
+    parsed = parse_quote(quote)
+    header = header or parsed.header
+    if vendor_id is not None:
+        header = dataclasses.replace(header, qe_vendor_id=vendor_id)
+    body = body or parsed.body
+    signature_data = dataclasses.replace(parsed.signature_data, **signature_changes)
+    signed = header.encode() + body.encode()
+    signature_data = dataclasses.replace(
+        signature_data, quote_signature=ecdsa.sign_raw(platform._attestation_key, signed)
+    )
+    return encode_quote(header, body, signature_data)
+
+
+def expect_check(check, quote, policy, roots, now=None):
+    with pytest.raises(VerificationError) as info:
+        verify_quote(quote, policy, roots, now=now)
+    assert info.value.check == check, str(info.value)
+    return info.value
+
+
+def test_verify_accepts_sim_quote(platform, quote, policy):
+    claims = verify_quote(quote, policy, [platform.root_certificate])
+    assert claims.mr_enclave == MR_ENCLAVE
+    assert claims.mr_signer == platform.mr_signer
+    assert claims.isv_prod_id == 7
+    assert claims.isv_svn == 3
+    assert claims.simulated
+    assert claims.debug
+    assert claims.report_data == REPORT_DATA
+
+
+# Flip one byte in each field group; the check that must catch it.
+TAMPER_CASES = [
+    ("header qe_svn", 8, "quote_signature"),
+    ("header vendor id", 20, "quote_signature"),
+    ("header user data", 30, "quote_signature"),
+    ("body cpu_svn", 48, "quote_signature"),
+    ("body misc_select", 64, "quote_signature"),
+    ("body attributes", 96, "quote_signature"),
+    ("body mr_enclave", 112, "quote_signature"),
+    ("body mr_signer", 176, "quote_signature"),
+    ("body isv_prod_id", 304, "quote_signature"),
+    ("body isv_svn", 306, "quote_signature"),
+    ("body reserved", 320, "quote_signature"),
+    ("body report_data", 368, "quote_signature"),
+    ("quote signature", 436 + 5, "quote_signature"),
+    ("attestation key", 436 + 64 + 5, "qe_report_data"),
+    ("qe report body", 436 + 128 + 112, "qe_report_signature"),
+    ("qe report data", 436 + 128 + 368, "qe_report_signature"),
+    ("qe report signature", 436 + 128 + 384 + 7, "qe_report_signature"),
+    ("qe auth data", 436 + 128 + 384 + 64 + 2 + 3, "qe_report_data"),
+    ("certification type", 436 + 128 + 384 + 64 + 2 + 32, "certification_data"),
+    ("certificate body", 436 + 128 + 384 + 64 + 2 + 32 + 6 + 200, "certificate_chain"),
+]
+
+
+@pytest.mark.parametrize(("field", "offset", "check"), TAMPER_CASES,
+                         ids=[case[0] for case in TAMPER_CASES])
+def test_tampered_quote_rejected(platform, quote, policy, field, offset, check):
+    tampered = bytearray(quote)
+    tampered[offset] ^= 0x01
+    expect_check(check, bytes(tampered), policy, [platform.root_certificate])
+
+
+def test_truncated_quote_rejected(platform, quote, policy):
+    expect_check("quote_format", quote[:-10], policy, [platform.root_certificate])
+    expect_check("quote_format", b"", policy, [platform.root_certificate])
+
+
+def test_untrusted_root_rejected(platform, quote, policy, tmp_path):
+    other = SimPlatform(tmp_path)
+    # Both sim roots have the same subject, so the check finds a bad signature.
+    error = expect_check("certificate_chain", quote, policy, [other.root_certificate])
+    assert "is not signed by its issuer: InvalidSignature" in str(error)
+    expect_check("certificate_chain", quote, policy, [])
+
+
+def test_chain_signed_by_other_key_rejected(platform, quote, policy, tmp_path):
+    # A chain whose PCK certificate names the trusted root but was signed by
+    # another platform's root key with the same subject.
+    other = SimPlatform(tmp_path)
+    forged = resign(platform, quote, certification_data=other.pck_chain_pem()[
+        : other.pck_chain_pem().index(b"-----END CERTIFICATE-----") + 26
+    ])
+    expect_check("certificate_chain", forged, policy, [platform.root_certificate])
+
+
+def test_expired_chain_rejected(platform, quote, policy):
+    future = datetime.datetime(2200, 1, 1, tzinfo=datetime.timezone.utc)
+    error = expect_check("certificate_chain", quote, policy, [platform.root_certificate], future)
+    assert "is not valid at" in str(error)
+    past = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+    expect_check("certificate_chain", quote, policy, [platform.root_certificate], past)
+
+
+def test_qe_report_data_binding_checked(platform, quote, policy):
+    # A valid PCK signature over a QE report that does not bind the key.
+    parsed = parse_quote(quote)
+    qe_report = dataclasses.replace(parsed.signature_data.qe_report, report_data=bytes(64))
+    qe_bytes = qe_report.encode()
+    forged = resign(platform, quote, qe_report=qe_report, qe_report_bytes=qe_bytes,
+                    qe_report_signature=ecdsa.sign_raw(platform._pck_key, qe_bytes))
+    expect_check("qe_report_data", forged, policy, [platform.root_certificate])
+
+
+def test_foreign_attestation_key_rejected(platform, quote, policy):
+    # An attacker's key signs the quote, but the QE report binds the real key.
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    parsed = parse_quote(quote)
+    signature_data = dataclasses.replace(
+        parsed.signature_data,
+        attestation_key=ecdsa.public_key_to_raw(attacker.public_key()),
+        quote_signature=ecdsa.sign_raw(attacker, parsed.signed_bytes),
+    )
+    forged = encode_quote(parsed.header, parsed.body, signature_data)
+    expect_check("qe_report_data", forged, policy, [platform.root_certificate])
+
+
+def test_policy_identity_checks(platform, quote, policy):
+    roots = [platform.root_certificate]
+    cases = {
+        "mr_enclave": dataclasses.replace(policy, mr_enclave=bytes(32)),
+        "mr_signer": dataclasses.replace(policy, mr_signer=bytes(32)),
+        "isv_prod_id": dataclasses.replace(policy, isv_prod_id=8),
+        "isv_svn": dataclasses.replace(policy, min_isv_svn=4),
+        "report_data": dataclasses.replace(policy, report_data=b"other"),
+    }
+    for check, bad_policy in cases.items():
+        expect_check(check, quote, bad_policy, roots)
+
+
+def test_strict_policy_rejects_simulation_and_debug(platform, quote, identity):
+    roots = [platform.root_certificate]
+    strict = Policy(mr_enclave=MR_ENCLAVE)
+    assert not strict.allow_simulation
+    assert not strict.allow_debug
+    expect_check("simulation", quote, strict, roots)
+    expect_check("debug", quote, Policy(mr_enclave=MR_ENCLAVE, allow_simulation=True), roots)
+    # A quote that claims Intel's vendor id still carries the simulated chain.
+    intel_vendor = resign(platform, quote, vendor_id=INTEL_QE_VENDOR_ID)
+    expect_check("simulation", intel_vendor, strict, roots)
+
+
+def test_policy_requires_identity():
+    with pytest.raises(UsageError, match="must set mr_enclave or mr_signer"):
+        Policy()
+    with pytest.raises(UsageError, match="mr_enclave must be 32 bytes"):
+        Policy(mr_enclave=b"short")
+
+
+def test_policy_from_json():
+    policy = Policy.from_json(
+        '{"mr_enclave": "' + MR_ENCLAVE.hex() + '", "min_isv_svn": 2, "allow_debug": true}'
+    )
+    assert policy.mr_enclave == MR_ENCLAVE
+    assert policy.min_isv_svn == 2
+    assert policy.allow_debug
+    with pytest.raises(UsageError, match="unknown policy keys"):
+        Policy.from_json('{"mrenclave": "00"}')
+    with pytest.raises(UsageError, match="must be a hex string"):
+        Policy.from_json('{"mr_enclave": "zz"}')
+    with pytest.raises(UsageError, match="not valid JSON"):
+        Policy.from_json("{")
+
+
+def test_public_message_names_no_check(platform, quote):
+    with pytest.raises(VerificationError) as info:
+        verify_quote(quote, Policy(mr_enclave=MR_ENCLAVE), [platform.root_certificate])
+    assert info.value.public_message == "attestation failed"
+    assert "simulation" not in info.value.public_message
+
+
+# -- evidence ------------------------------------------------------------------
+
+def make_evidence(platform, identity, claims):
+    return encode_evidence(platform.quote(identity, claims_report_data(claims)), claims)
+
+
+def test_evidence_accepted_with_fresh_nonce(platform, identity):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    claims = {"nonce": b"n" * 16, "iat": int(now.timestamp()), "user-data": b"x"}
+    evidence = make_evidence(platform, identity, claims)
+    policy = Policy(mr_enclave=MR_ENCLAVE, allow_debug=True, allow_simulation=True,
+                    nonce=b"n" * 16, max_age=30)
+    verified = verify_evidence(evidence, policy, [platform.root_certificate], now=now)
+    assert verified.evidence_claims == claims
+
+
+def test_evidence_stale_nonce_rejected(platform, identity):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    claims = {"nonce": b"old nonce", "iat": int(now.timestamp())}
+    evidence = make_evidence(platform, identity, claims)
+    policy = Policy(mr_enclave=MR_ENCLAVE, allow_debug=True, allow_simulation=True,
+                    nonce=b"new nonce", max_age=30)
+    with pytest.raises(VerificationError) as info:
+        verify_evidence(evidence, policy, [platform.root_certificate], now=now)
+    assert info.value.check == "nonce"
+    later = now + datetime.timedelta(seconds=31)
+    fresh_nonce = dataclasses.replace(policy, nonce=b"old nonce")
+    with pytest.raises(VerificationError) as info:
+        verify_evidence(evidence, fresh_nonce, [platform.root_certificate], now=later)
+    assert info.value.check == "freshness"
+
+
+def test_evidence_claims_swap_rejected(platform, identity):
+    claims = {"nonce": b"a", "iat": 1}
+    quote = platform.quote(identity, claims_report_data(claims))
+    swapped = encode_evidence(quote, {"nonce": b"b", "iat": 1})
+    policy = Policy(mr_enclave=MR_ENCLAVE, allow_debug=True, allow_simulation=True)
+    with pytest.raises(VerificationError) as info:
+        verify_evidence(swapped, policy, [platform.root_certificate])
+    assert info.value.check == "report_data"
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x80", b"\x82\x01\x02", b"\x82\x40\xa1\x01\x01",
+                                  b"\x82\x40\xa0\x00"])
+def test_malformed_evidence_rejected(platform, blob):
+    policy = Policy(mr_enclave=MR_ENCLAVE, allow_debug=True, allow_simulation=True)
+    with pytest.raises(VerificationError) as info:
+        verify_evidence(blob, policy, [platform.root_certificate])
+    assert info.value.check == "evidence_format"
+
+
+def test_pck_key_serialization_roundtrip(platform):
+    der = platform.pck_certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert len(der) == 91

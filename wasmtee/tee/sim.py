@@ -15,6 +15,7 @@ directory or this process's memory can forge quotes and unseal data.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import hashlib
@@ -165,6 +166,15 @@ class SimPlatform:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return signer_measurement(der)
+
+    def bind_identity(self, measured: EnclaveIdentity) -> EnclaveIdentity:
+        """Return the identity this platform reports for a measured enclave.
+
+        A simulated enclave always has the DEBUG attribute.
+        """
+        return dataclasses.replace(
+            measured, attributes_flags=measured.attributes_flags | ATTRIBUTE_DEBUG
+        )
 
     def pck_chain_pem(self) -> bytes:
         """The certification data of type 5: PCK certificate, then the root CA."""

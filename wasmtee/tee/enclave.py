@@ -1,0 +1,385 @@
+"""The host side of the enclave boundary: start an enclave process and drive it.
+
+`Enclave` starts `python -m wasmtee.tee.enclave_main` as a child process,
+talks to it over two pipes with the ECALL protocol (wasmtee.tee.protocol),
+and serves the OCALLs it sends back: the time, files in one host storage
+directory, and TCP sockets to allowed hosts. Under the gramine backend the
+same child runs inside `gramine-sgx`; see `wasmtee enclave manifest`.
+
+Example:
+
+    with Enclave(backend="sim", state_dir="/tmp/sim") as enclave:
+        quote = enclave.get_quote(b"nonce")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wasmtee.tee.errors import (
+    EnclaveError,
+    ProtocolError,
+    RollbackError,
+    SealingError,
+    TeeError,
+)
+from wasmtee.tee.measure import EnclaveConfig
+from wasmtee.tee.protocol import PROTOCOL_VERSION, Channel, decode_message
+
+log = logging.getLogger(__name__)
+
+# The directory that contains the wasmtee package, put on the child's path.
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_TIMEOUT = 60.0
+MAX_OPEN_SOCKETS = 64
+MAX_RECV_SIZE = 1024 * 1024
+
+_ERROR_CLASSES: dict[str, type[TeeError]] = {
+    "ProtocolError": ProtocolError,
+    "SealingError": SealingError,
+    "RollbackError": RollbackError,
+}
+
+
+class EnclaveCallError(EnclaveError):
+    """An ECALL that failed inside the enclave; `kind` is the enclave-side error class."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(f"{kind}: {message}")
+
+
+@dataclass(frozen=True)
+class LoadedModule:
+    """A module inside the enclave: its opaque handle and its SHA-256."""
+
+    handle: bytes
+    sha256: bytes
+
+
+@dataclass(frozen=True)
+class WasiResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class OcallHandler:
+    """The host's untrusted services for one enclave.
+
+    Files are confined to `storage_dir`; sockets may connect only to
+    `allowed_hosts`. The enclave must treat every answer as untrusted.
+    """
+
+    def __init__(self, storage_dir: str | os.PathLike[str] | None,
+                 allowed_hosts: tuple[str, ...]) -> None:
+        self.storage_dir = Path(storage_dir).resolve() if storage_dir is not None else None
+        self.allowed_hosts = allowed_hosts
+        self._sockets: dict[int, socket.socket] = {}
+        self._next_socket = 1
+
+    def handle(self, op: str, args: dict[str, Any]) -> Any:
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            raise EnclaveError(f"unknown OCALL {op!r}")
+        return handler(args)
+
+    def close(self) -> None:
+        for connection in self._sockets.values():
+            connection.close()
+        self._sockets.clear()
+
+    def _op_time(self, args: dict[str, Any]) -> float:
+        return time.time()
+
+    def _path(self, args: dict[str, Any]) -> Path:
+        if self.storage_dir is None:
+            raise EnclaveError("no host storage directory is configured for file OCALLs")
+        name = args.get("path")
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise EnclaveError(f"invalid storage path {name!r}")
+        path = (self.storage_dir / name).resolve()
+        if self.storage_dir not in path.parents:
+            raise EnclaveError(f"storage path {name!r} is outside the storage directory")
+        return path
+
+    def _op_file_read(self, args: dict[str, Any]) -> bytes:
+        try:
+            return self._path(args).read_bytes()
+        except OSError as exc:
+            raise EnclaveError(f"cannot read {args.get('path')!r}: {exc.strerror}") from None
+
+    def _op_file_write(self, args: dict[str, Any]) -> None:
+        data = args.get("data")
+        if not isinstance(data, bytes):
+            raise EnclaveError("file_write data must be bytes")
+        path = self._path(args)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise EnclaveError(f"cannot write {args.get('path')!r}: {exc.strerror}") from None
+
+    def _op_file_delete(self, args: dict[str, Any]) -> None:
+        try:
+            self._path(args).unlink()
+        except OSError as exc:
+            raise EnclaveError(f"cannot delete {args.get('path')!r}: {exc.strerror}") from None
+
+    def _op_socket_connect(self, args: dict[str, Any]) -> int:
+        host, port = args.get("host"), args.get("port")
+        if host not in self.allowed_hosts:
+            raise EnclaveError(f"connections to {host!r} are not allowed")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise EnclaveError(f"invalid port {port!r}")
+        if len(self._sockets) >= MAX_OPEN_SOCKETS:
+            raise EnclaveError(f"too many open sockets (max {MAX_OPEN_SOCKETS})")
+        try:
+            connection = socket.create_connection((host, port), timeout=DEFAULT_TIMEOUT)
+        except OSError as exc:
+            raise EnclaveError(f"cannot connect to {host}:{port}: {exc}") from None
+        handle = self._next_socket
+        self._next_socket += 1
+        self._sockets[handle] = connection
+        return handle
+
+    def _socket(self, args: dict[str, Any]) -> socket.socket:
+        connection = self._sockets.get(args.get("handle"))  # type: ignore[arg-type]
+        if connection is None:
+            raise EnclaveError(f"unknown socket handle {args.get('handle')!r}")
+        return connection
+
+    def _op_socket_send(self, args: dict[str, Any]) -> int:
+        data = args.get("data")
+        if not isinstance(data, bytes):
+            raise EnclaveError("socket_send data must be bytes")
+        try:
+            self._socket(args).sendall(data)
+        except OSError as exc:
+            raise EnclaveError(f"socket send failed: {exc}") from None
+        return len(data)
+
+    def _op_socket_recv(self, args: dict[str, Any]) -> bytes:
+        size = args.get("size")
+        if not isinstance(size, int) or not 0 < size <= MAX_RECV_SIZE:
+            raise EnclaveError(f"invalid receive size {size!r} (1..{MAX_RECV_SIZE})")
+        try:
+            return self._socket(args).recv(size)
+        except OSError as exc:
+            raise EnclaveError(f"socket receive failed: {exc}") from None
+
+    def _op_socket_close(self, args: dict[str, Any]) -> None:
+        self._socket(args).close()
+        del self._sockets[args["handle"]]
+
+
+class Enclave:
+    """An enclave process and the ECALLs it offers.
+
+    Raises EnclaveError if the process cannot start or dies,
+    EnclaveCallError (with the enclave-side `kind`) for failed operations,
+    SealingError and RollbackError for failed unsealing, and ProtocolError
+    if the enclave breaks the protocol.
+    """
+
+    def __init__(
+        self,
+        backend: str = "sim",
+        state_dir: str | os.PathLike[str] | None = None,
+        config: EnclaveConfig | None = None,
+        storage_dir: str | os.PathLike[str] | None = None,
+        allowed_hosts: tuple[str, ...] = ("127.0.0.1",),
+        timeout: float = DEFAULT_TIMEOUT,
+        attestation_dir: str | os.PathLike[str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.timeout = timeout
+        self._seq = 0
+        self._closed = False
+        self._ocalls = OcallHandler(storage_dir, allowed_hosts)
+        self._process, self._channel = self._start(command)
+        create_args: dict[str, Any] = {
+            "backend": backend,
+            "config": (config or EnclaveConfig()).to_dict(),
+        }
+        if state_dir is not None:
+            create_args["state_dir"] = str(state_dir)
+        if attestation_dir is not None:
+            create_args["attestation_dir"] = str(attestation_dir)
+        try:
+            self.identity: dict[str, Any] = self._ecall("create", create_args)
+        except BaseException:
+            self._kill()
+            raise
+        log.info("enclave process %d created, MRENCLAVE %s", self._process.pid,
+                 self.identity["mr_enclave"].hex())
+
+    def _start(self, command: list[str] | None) -> tuple[subprocess.Popen[bytes], Channel]:
+        to_child_read, to_child_write = os.pipe()
+        from_child_read, from_child_write = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")])
+        )
+        argv = (command or [sys.executable, "-m", "wasmtee.tee.enclave_main"]) + [
+            str(to_child_read), str(from_child_write),
+        ]
+        try:
+            process = subprocess.Popen(
+                argv, pass_fds=(to_child_read, from_child_write), env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            for fd in (to_child_read, to_child_write, from_child_read, from_child_write):
+                os.close(fd)
+            raise EnclaveError(f"cannot start the enclave process {argv[0]!r}: {exc}") from None
+        os.close(to_child_read)
+        os.close(from_child_write)
+        return process, Channel(from_child_read, to_child_write)
+
+    # -- ECALLs ----------------------------------------------------------------
+
+    def load_module(self, module_bytes: bytes) -> LoadedModule:
+        """Load and compile a module inside the enclave; it is measured into evidence."""
+        result = self._ecall("load_module", {"module": bytes(module_bytes)})
+        return LoadedModule(result["handle"], result["sha256"])
+
+    def instantiate(self, module: LoadedModule) -> bytes:
+        """Instantiate a loaded module; return the instance's opaque handle."""
+        return self._ecall("instantiate", {"module": module.handle})["handle"]
+
+    def call(self, instance: bytes, export: str, *args: int | float) -> list[Any]:
+        """Call an exported function of an instance and return its results."""
+        return self._ecall("call", {"instance": instance, "export": export, "args": list(args)},
+                           timeout=None)
+
+    def run_wasi(self, module: LoadedModule, args: list[str] | None = None,
+                 env: dict[str, str] | None = None, stdin: bytes = b"") -> WasiResult:
+        """Run a WASI command module's `_start` inside the enclave."""
+        result = self._ecall("run_wasi", {"module": module.handle, "args": args or [],
+                                          "env": env or {}, "stdin": stdin}, timeout=None)
+        return WasiResult(result["exit_code"], result["stdout"], result["stderr"])
+
+    def get_quote(self, report_data: bytes = b"") -> bytes:
+        """Return a raw quote whose REPORTDATA is `report_data` (at most 64 bytes)."""
+        return self._ecall("get_quote", {"report_data": bytes(report_data)})
+
+    def get_evidence(self, report_data: bytes = b"", nonce: bytes | None = None) -> bytes:
+        """Return CBOR `[quote, claims]` evidence binding the loaded modules' hashes."""
+        args: dict[str, Any] = {"report_data": bytes(report_data)}
+        if nonce is not None:
+            args["nonce"] = bytes(nonce)
+        return self._ecall("get_evidence", args)
+
+    def seal(self, data: bytes, policy: str = "mrenclave", label: bytes = b"") -> bytes:
+        """Seal `data` inside the enclave under the 'mrenclave' or 'mrsigner' policy."""
+        return self._ecall("seal", {"data": bytes(data), "policy": policy, "label": bytes(label)})
+
+    def unseal(self, blob: bytes, label: bytes = b"") -> bytes:
+        """Unseal a blob inside the enclave and return its plaintext to the caller."""
+        return self._ecall("unseal", {"blob": bytes(blob), "label": bytes(label)})
+
+    def destroy(self) -> None:
+        """Destroy the enclave and wait for its process to exit."""
+        if self._closed:
+            return
+        try:
+            self._ecall("destroy", {})
+        except EnclaveError as exc:
+            log.warning("destroying enclave process %d failed: %s", self._process.pid, exc)
+        finally:
+            self._shutdown()
+
+    close = destroy
+
+    def __enter__(self) -> Enclave:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.destroy()
+
+    # -- protocol --------------------------------------------------------------
+
+    def _ecall(self, op: str, args: dict[str, Any], timeout: float | None = -1.0) -> Any:
+        if self._closed:
+            raise EnclaveError("the enclave is destroyed")
+        if timeout == -1.0:
+            timeout = self.timeout
+        self._seq += 1
+        seq = self._seq
+        try:
+            self._channel.send({"v": PROTOCOL_VERSION, "seq": seq, "type": "ecall",
+                                "op": op, "args": args})
+            return self._await_result(op, seq, timeout)
+        except TimeoutError:
+            self._kill()
+            raise EnclaveError(f"ECALL {op!r} timed out after {timeout} s; "
+                               "the enclave process was killed") from None
+        except (BrokenPipeError, EnclaveError) as exc:
+            if isinstance(exc, EnclaveCallError) or self._process.poll() is None:
+                raise
+            status = self._process.returncode
+            self._kill()
+            raise EnclaveError(f"the enclave process exited with status {status} "
+                               f"during ECALL {op!r}") from None
+
+    def _await_result(self, op: str, seq: int, timeout: float | None) -> Any:
+        while True:
+            message = decode_message(self._channel.receive_payload(timeout))
+            if message["type"] == "ocall":
+                self._serve_ocall(message)
+                continue
+            if message["type"] != "result" or message["seq"] != seq:
+                raise ProtocolError(f"expected the result of ECALL {seq} ({op!r}), got a "
+                                    f"{message['type']!r} message with sequence number "
+                                    f"{message['seq']}")
+            if message["ok"]:
+                return message.get("value")
+            error = message["error"]
+            error_class = _ERROR_CLASSES.get(error["kind"])
+            if error_class is not None:
+                raise error_class(error["message"])
+            raise EnclaveCallError(error["kind"], error["message"])
+
+    def _serve_ocall(self, message: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"v": PROTOCOL_VERSION, "seq": message["seq"],
+                                 "type": "ocall-result"}
+        try:
+            reply["value"] = self._ocalls.handle(message["op"], message["args"])
+            reply["ok"] = True
+        except EnclaveError as exc:
+            log.info("OCALL %r from enclave process %d failed: %s", message["op"],
+                     self._process.pid, exc)
+            reply["ok"] = False
+            reply["error"] = {"kind": "EnclaveError", "message": str(exc)}
+        self._channel.send(reply)
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        self._ocalls.close()
+        self._channel.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def _kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        if not self._closed:
+            self._closed = True
+            self._ocalls.close()
+            self._channel.close()

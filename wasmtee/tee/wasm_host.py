@@ -1,0 +1,74 @@
+"""The enclave's use of wasmtee's public embedding API (wasmtee/__init__.py).
+
+The enclave runs modules with the same runtime as everyone else. This module
+keeps that dependency in one place so the ECALL handlers need not know the
+embedding API's details.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from wasmtee.errors import WasmteeError
+from wasmtee.tee.errors import EnclaveError
+
+
+def _load_api() -> Any:
+    try:
+        return importlib.import_module("wasmtee")
+    except ImportError as exc:
+        raise EnclaveError(f"the wasm runtime is not available: {exc}") from None
+
+
+class WasmRuntime:
+    """Compile, instantiate and call modules with wasmtee's embedding API.
+
+    Raises EnclaveError when the runtime in this build lacks the needed API.
+    Errors from the runtime (DecodeError, Trap, ...) propagate unchanged.
+    """
+
+    def __init__(self) -> None:
+        api = _load_api()
+        missing = [name for name in ("Engine", "Store", "Module", "Linker")
+                   if not hasattr(api, name)]
+        if missing:
+            raise EnclaveError(
+                f"the wasm runtime is not available: wasmtee does not export {missing}"
+            )
+        self._api = api
+        self._engine = api.Engine()
+
+    def compile(self, module_bytes: bytes) -> Any:
+        return self._api.Module(self._engine, module_bytes)
+
+    def instantiate(self, module: Any) -> Any:
+        store = self._api.Store(self._engine)
+        linker = self._api.Linker(self._engine)
+        instance = linker.instantiate(store, module)
+        return (store, instance)
+
+    def call(self, instance: Any, export: str, args: list[Any]) -> list[Any]:
+        store, wasm_instance = instance
+        exports = wasm_instance.exports(store)
+        try:
+            func = exports[export]
+        except (KeyError, TypeError):
+            raise EnclaveError(f"instance has no exported function {export!r}") from None
+        if not callable(func):
+            raise EnclaveError(f"export {export!r} is not a function")
+        result = func(store, *args)
+        if result is None:
+            return []
+        if isinstance(result, (list, tuple)):
+            return list(result)
+        return [result]
+
+    def run_wasi(self, module: Any, argv: list[str], env: dict[str, str],
+                 stdin: bytes) -> tuple[int, bytes, bytes]:
+        # TODO: needs the WASI backend interface (wasmtee/wasi), which is not
+        # in this build yet, so run_wasi always fails with EnclaveError.
+        raise EnclaveError("run_wasi is not available: wasmtee.wasi is missing from this build")
+
+
+__all__ = ["WasmRuntime", "WasmteeError"]

@@ -327,9 +327,13 @@ class Enclave:
             raise EnclaveError(f"ECALL {op!r} timed out after {timeout} s; "
                                "the enclave process was killed") from None
         except (BrokenPipeError, EnclaveError) as exc:
-            if isinstance(exc, EnclaveCallError) or self._process.poll() is None:
+            if isinstance(exc, (EnclaveCallError, ProtocolError)):
                 raise
-            status = self._process.returncode
+            # The pipe can report EOF just before the exit status is ready.
+            try:
+                status = self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                raise exc from None
             self._kill()
             raise EnclaveError(f"the enclave process exited with status {status} "
                                f"during ECALL {op!r}") from None

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 # The directory that contains the wasmtee package, put on the child's path.
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_TIMEOUT = 60.0
+# The child command of the gramine backend: gramine-sgx loads the signed
+# manifest named wasmtee-enclave (see `wasmtee enclave manifest`).
+GRAMINE_COMMAND = ("gramine-sgx", "wasmtee-enclave")
 MAX_OPEN_SOCKETS = 64
 MAX_RECV_SIZE = 1024 * 1024
 
@@ -202,13 +205,25 @@ class Enclave:
         timeout: float = DEFAULT_TIMEOUT,
         attestation_dir: str | os.PathLike[str] | None = None,
         command: list[str] | None = None,
+        stdio: bool | None = None,
     ) -> None:
+        """Start an enclave process.
+
+        `command` replaces the default child command. With `stdio` the
+        protocol runs over the child's stdin and stdout and `command` is used
+        as is; otherwise two pipe descriptors are appended to it. The gramine
+        backend defaults to `gramine-sgx wasmtee-enclave` over stdio, because
+        Gramine passes only the standard descriptors into an enclave.
+        """
+        if backend == "gramine" and command is None:
+            command = list(GRAMINE_COMMAND)
+            stdio = True if stdio is None else stdio
         self.backend = backend
         self.timeout = timeout
         self._seq = 0
         self._closed = False
         self._ocalls = OcallHandler(storage_dir, allowed_hosts)
-        self._process, self._channel = self._start(command)
+        self._process, self._channel = self._start(command, bool(stdio))
         create_args: dict[str, Any] = {
             "backend": backend,
             "config": (config or EnclaveConfig()).to_dict(),
@@ -225,28 +240,46 @@ class Enclave:
         log.info("enclave process %d created, MRENCLAVE %s", self._process.pid,
                  self.identity["mr_enclave"].hex())
 
-    def _start(self, command: list[str] | None) -> tuple[subprocess.Popen[bytes], Channel]:
-        to_child_read, to_child_write = os.pipe()
-        from_child_read, from_child_write = os.pipe()
+    def _start(self, command: list[str] | None,
+               stdio: bool) -> tuple[subprocess.Popen[bytes], Channel]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")])
         )
-        argv = (command or [sys.executable, "-m", "wasmtee.tee.enclave_main"]) + [
-            str(to_child_read), str(from_child_write),
-        ]
+        default = [sys.executable, "-m", "wasmtee.tee.enclave_main"]
+        if stdio:
+            argv = command or default + ["0", "1"]
+            process = self._spawn(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert process.stdin is not None and process.stdout is not None
+            stdin, stdout = process.stdin, process.stdout
+
+            def close_pipes() -> None:
+                stdin.close()
+                stdout.close()
+
+            return process, Channel(stdout.fileno(), stdin.fileno(), on_close=close_pipes)
+        to_child_read, to_child_write = os.pipe()
+        from_child_read, from_child_write = os.pipe()
+        argv = (command or default) + [str(to_child_read), str(from_child_write)]
         try:
-            process = subprocess.Popen(
-                argv, pass_fds=(to_child_read, from_child_write), env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            )
-        except OSError as exc:
-            for fd in (to_child_read, to_child_write, from_child_read, from_child_write):
+            process = self._spawn(argv, env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL,
+                                  pass_fds=(to_child_read, from_child_write))
+        except EnclaveError:
+            for fd in (to_child_write, from_child_read):
                 os.close(fd)
-            raise EnclaveError(f"cannot start the enclave process {argv[0]!r}: {exc}") from None
-        os.close(to_child_read)
-        os.close(from_child_write)
+            raise
+        finally:
+            os.close(to_child_read)
+            os.close(from_child_write)
         return process, Channel(from_child_read, to_child_write)
+
+    @staticmethod
+    def _spawn(argv: list[str], env: dict[str, str], **options: Any) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(argv, env=env, **options)
+        except OSError as exc:
+            raise EnclaveError(f"cannot start the enclave process {argv[0]!r}: {exc}") from None
 
     # -- ECALLs ----------------------------------------------------------------
 

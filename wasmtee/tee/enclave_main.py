@@ -74,7 +74,11 @@ def main(argv: list[str]) -> int:
         level=getattr(logging, level_name, logging.WARNING),
         format="wasmtee enclave: %(levelname)s: %(name)s: %(message)s",
     )
-    channel = Channel(int(argv[0]), int(argv[1]))
+    read_fd, write_fd = int(argv[0]), int(argv[1])
+    if write_fd == 1:
+        # Standard output carries the protocol, so stray prints go to stderr.
+        sys.stdout = sys.stderr
+    channel = Channel(read_fd, write_fd)
     try:
         return serve(channel)
     finally:

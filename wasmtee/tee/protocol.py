@@ -23,6 +23,7 @@ import os
 import select
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cbor2
@@ -101,10 +102,14 @@ class Channel:
     """Frames over a pair of pipe file descriptors, with a receive size cap."""
 
     def __init__(self, read_fd: int, write_fd: int,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.max_message_size = max_message_size
+        # Called by close() in place of closing the descriptors, for
+        # descriptors that belong to file objects.
+        self._on_close = on_close
 
     def send(self, message: dict[str, Any]) -> None:
         frame = encode_message(message)
@@ -146,6 +151,9 @@ class Channel:
         return b"".join(chunks)
 
     def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+            return
         for fd in (self.read_fd, self.write_fd):
             try:
                 os.close(fd)

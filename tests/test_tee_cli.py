@@ -1,0 +1,158 @@
+"""`wasmtee attest` and `wasmtee enclave` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+
+import pytest
+
+from wasmtee.cli import attest, enclave
+from wasmtee.errors import UsageError, WasmteeError
+from wasmtee.tee.measure import EnclaveConfig, measure_runtime
+
+
+def run_cli(argv):
+    """Parse and run like wasmtee.cli.main, with only the TEE subcommands."""
+    parser = argparse.ArgumentParser(prog="wasmtee")
+    subparsers = parser.add_subparsers(dest="command")
+    attest.register(subparsers)
+    enclave.register(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except WasmteeError as exc:
+        print(f"wasmtee {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+@pytest.fixture(scope="module")
+def quote_file(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cli")
+    path = directory / "quote.bin"
+    status = run_cli(["attest", "quote", "--backend", "sim", "--state-dir",
+                      str(directory / "sim"), "--report-data", "00112233", "-o", str(path)])
+    assert status == 0
+    return path
+
+
+def state_dir_of(quote_file):
+    return str(quote_file.parent / "sim")
+
+
+def test_show_prints_fields(quote_file, capsys):
+    assert run_cli(["attest", "show", "--json", str(quote_file)]) == 0
+    fields = json.loads(capsys.readouterr().out)
+    assert fields["version"] == 3
+    assert fields["mr_enclave"] == measure_runtime(EnclaveConfig()).hex()
+    assert fields["report_data"].startswith("00112233")
+    assert fields["qe_vendor"] == "not Intel"
+    assert fields["debug"] is True
+    assert run_cli(["attest", "show", str(quote_file)]) == 0
+    assert "UNVERIFIED" in capsys.readouterr().out
+
+
+def test_verify_accepts_with_simulation_allowed(quote_file, capsys):
+    status = run_cli(["attest", "verify", str(quote_file), "--allow-simulation",
+                      "--allow-debug", "--state-dir", state_dir_of(quote_file),
+                      "--report-data", "00112233"])
+    assert status == 0
+    assert "verification OK" in capsys.readouterr().out
+
+
+def test_verify_rejects_simulation_by_default(quote_file, tmp_path, capsys):
+    root = tmp_path / "root.pem"
+    root.write_bytes((quote_file.parent / "sim" / "root_ca.pem").read_bytes())
+    status = run_cli(["attest", "verify", str(quote_file), "--root", str(root)])
+    assert status == 1
+    assert "'simulation' failed" in capsys.readouterr().err
+
+
+def test_verify_without_roots_fails(quote_file, capsys):
+    assert run_cli(["attest", "verify", str(quote_file)]) == 1
+    assert "no trusted root certificate" in capsys.readouterr().err
+
+
+def test_verify_policy_file(quote_file, tmp_path, capsys):
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"mr_enclave": "00" * 32, "allow_debug": True}))
+    status = run_cli(["attest", "verify", str(quote_file), "--policy", str(policy),
+                      "--allow-simulation", "--state-dir", state_dir_of(quote_file)])
+    assert status == 1
+    assert "'mr_enclave' failed" in capsys.readouterr().err
+    policy.write_text(json.dumps({"mr_enclave": measure_runtime(EnclaveConfig()).hex(),
+                                  "allow_debug": True, "report_data": "00112233"}))
+    status = run_cli(["attest", "verify", str(quote_file), "--policy", str(policy),
+                      "--allow-simulation", "--state-dir", state_dir_of(quote_file)])
+    assert status == 0
+
+
+def test_verify_rejects_wrong_report_data(quote_file, capsys):
+    status = run_cli(["attest", "verify", str(quote_file), "--allow-simulation",
+                      "--allow-debug", "--state-dir", state_dir_of(quote_file),
+                      "--report-data", "ff"])
+    assert status == 1
+    assert "'report_data' failed" in capsys.readouterr().err
+
+
+def test_verify_rejects_tampered_file(quote_file, tmp_path, capsys):
+    tampered = bytearray(quote_file.read_bytes())
+    tampered[120] ^= 1
+    path = tmp_path / "tampered.bin"
+    path.write_bytes(bytes(tampered))
+    status = run_cli(["attest", "verify", str(path), "--allow-simulation", "--allow-debug",
+                      "--state-dir", state_dir_of(quote_file)])
+    assert status == 1
+    assert "'quote_signature' failed" in capsys.readouterr().err
+
+
+def test_show_rejects_non_quote(tmp_path, capsys):
+    path = tmp_path / "junk.bin"
+    path.write_bytes(b"junk")
+    assert run_cli(["attest", "show", str(path)]) == 1
+    assert "is not a DCAP v3 quote" in capsys.readouterr().err
+
+
+def test_quote_rejects_long_report_data(tmp_path, capsys):
+    status = run_cli(["attest", "quote", "--report-data", "00" * 65, "-o",
+                      str(tmp_path / "q.bin"), "--state-dir", str(tmp_path / "sim")])
+    assert status == 1
+    assert "--report-data is 65 bytes, max 64" in capsys.readouterr().err
+
+
+def test_manifest_has_required_settings(tmp_path):
+    output = tmp_path / "wasmtee-enclave.manifest.template"
+    assert run_cli(["enclave", "manifest", "-o", str(output), "--enclave-size", "4G",
+                    "--max-threads", "8", "--isv-svn", "3"]) == 0
+    manifest = tomllib.loads(output.read_text())
+    sgx = manifest["sgx"]
+    assert sgx["remote_attestation"] == "dcap"
+    assert sgx["enclave_size"] == "4G"
+    assert sgx["max_threads"] == 8
+    assert sgx["isvsvn"] == 3
+    assert sgx["debug"] is False
+    trusted = sgx["trusted_files"]
+    assert f"file:{sys.executable}" in trusted or any(
+        entry.startswith("file:") and entry.endswith("/python3.11") for entry in trusted)
+    assert any(entry.endswith("/wasmtee/") for entry in trusted)
+    assert any("cryptography" in entry for entry in trusted)
+    encrypted = [mount for mount in manifest["fs"]["mounts"] if mount.get("type") == "encrypted"]
+    assert encrypted == [{"type": "encrypted", "path": "/sealed", "uri": "file:sealed",
+                          "key_name": "_sgx_mrsigner"}]
+    assert manifest["loader"]["argv"][1:] == ["-m", "wasmtee.tee.enclave_main", "0", "1"]
+
+
+def test_manifest_rejects_bad_size():
+    with pytest.raises(UsageError, match="power of two"):
+        enclave.build_manifest(enclave_size="3G")
+    with pytest.raises(UsageError, match="must look like 512M or 2G"):
+        enclave.build_manifest(enclave_size="lots")
+    with pytest.raises(UsageError, match="max-threads"):
+        enclave.build_manifest(max_threads=0)
+
+
+def test_measure_prints_mrenclave(capsys):
+    assert run_cli(["enclave", "measure", "--isv-svn", "2"]) == 0
+    assert capsys.readouterr().out.strip() == measure_runtime(EnclaveConfig(isv_svn=2)).hex()

@@ -1,0 +1,211 @@
+"""`wasmtee attest`: produce, show and verify SGX DCAP quotes.
+
+    wasmtee attest quote --backend sim --report-data HEX -o FILE
+    wasmtee attest show FILE
+    wasmtee attest verify FILE [--policy POLICY.json] [--allow-simulation]
+
+`verify` exits with status 0 only for a quote that passes every check and
+the policy, and with a non-zero status otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from wasmtee.errors import UsageError
+from wasmtee.tee.errors import QuoteFormatError, VerificationError
+from wasmtee.tee.measure import EnclaveConfig, measure_runtime
+from wasmtee.tee.quote import INTEL_QE_VENDOR_ID, UnverifiedQuote, parse_quote
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("attest", help="produce, show and verify SGX DCAP quotes",
+                                   description="Produce, show and verify SGX DCAP quotes.")
+    commands = parser.add_subparsers(dest="attest_command", metavar="ACTION", required=True)
+
+    quote = commands.add_parser("quote", help="write a quote from a fresh enclave")
+    quote.add_argument("--backend", choices=["sim", "gramine"], default="sim",
+                       help="enclave backend (default: sim)")
+    quote.add_argument("--state-dir", help="sim platform state directory "
+                       "(default: ~/.local/state/wasmtee/sim)")
+    quote.add_argument("--report-data", default="",
+                       help="REPORTDATA as hex, at most 64 bytes (default: empty)")
+    quote.add_argument("--isv-prod-id", type=int, default=0, help="enclave ISVPRODID")
+    quote.add_argument("--isv-svn", type=int, default=0, help="enclave ISVSVN")
+    quote.add_argument("-o", "--output", required=True, help="file to write the quote to")
+    quote.set_defaults(handler=run_quote)
+
+    show = commands.add_parser("show", help="print the fields of a quote (nothing is verified)")
+    show.add_argument("file", help="quote file")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    show.set_defaults(handler=run_show)
+
+    verify = commands.add_parser("verify", help="verify a quote against a policy")
+    verify.add_argument("file", help="quote file")
+    verify.add_argument("--policy", help="policy JSON file (keys as in wasmtee.tee.verify.Policy, "
+                        "bytes as hex)")
+    verify.add_argument("--mrenclave", help="expected MRENCLAVE as hex (default, when neither the "
+                        "policy nor --mrsigner names an identity: this wasmtee's own measurement)")
+    verify.add_argument("--mrsigner", help="expected MRSIGNER as hex")
+    verify.add_argument("--report-data", help="expected REPORTDATA as hex")
+    verify.add_argument("--allow-simulation", action="store_true",
+                        help="accept quotes from the simulated platform")
+    verify.add_argument("--allow-debug", action="store_true",
+                        help="accept enclaves with the DEBUG attribute")
+    verify.add_argument("--root", action="append", default=[],
+                        help="trusted root CA certificate (PEM); may be repeated")
+    verify.add_argument("--state-dir", help="with --allow-simulation and no --root, trust the "
+                        "root CA of this sim platform (default: ~/.local/state/wasmtee/sim)")
+    verify.set_defaults(handler=run_verify)
+
+
+def run_quote(args: argparse.Namespace) -> int:
+    from wasmtee.tee.enclave import Enclave
+
+    report_data = _hex_argument("--report-data", args.report_data)
+    if len(report_data) > 64:
+        raise UsageError(f"--report-data is {len(report_data)} bytes, max 64")
+    try:
+        config = EnclaveConfig(isv_prod_id=args.isv_prod_id, isv_svn=args.isv_svn)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with Enclave(backend=args.backend, state_dir=args.state_dir, config=config) as enclave:
+        quote = enclave.get_quote(report_data)
+    Path(args.output).write_bytes(quote)
+    log.info("wrote a %d-byte quote to %s", len(quote), args.output)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    unverified_quote = _read_quote(args.file)
+    fields = describe_quote(unverified_quote)
+    if args.json:
+        print(json.dumps(fields, indent=2))
+        return 0
+    print("UNVERIFIED quote contents (run 'wasmtee attest verify' to check them):")
+    for name, value in fields.items():
+        print(f"  {name:28} {value}")
+    return 0
+
+
+def describe_quote(unverified_quote: UnverifiedQuote) -> dict[str, Any]:
+    """Return a quote's fields as JSON-ready values (hex for bytes)."""
+    header = unverified_quote.header
+    body = unverified_quote.body
+    signature_data = unverified_quote.signature_data
+    return {
+        "version": header.version,
+        "attestation_key_type": header.attestation_key_type,
+        "tee_type": header.tee_type,
+        "qe_svn": header.qe_svn,
+        "pce_svn": header.pce_svn,
+        "qe_vendor_id": header.qe_vendor_id.hex(),
+        "qe_vendor": "Intel" if header.qe_vendor_id == INTEL_QE_VENDOR_ID else "not Intel",
+        "user_data": header.user_data.hex(),
+        "cpu_svn": body.cpu_svn.hex(),
+        "misc_select": f"0x{body.misc_select:08x}",
+        "attributes_flags": f"0x{body.attributes_flags:016x}",
+        "attributes_xfrm": f"0x{body.attributes_xfrm:016x}",
+        "debug": body.debug,
+        "mr_enclave": body.mr_enclave.hex(),
+        "mr_signer": body.mr_signer.hex(),
+        "isv_prod_id": body.isv_prod_id,
+        "isv_svn": body.isv_svn,
+        "report_data": body.report_data.hex(),
+        "attestation_key": signature_data.attestation_key.hex(),
+        "qe_mr_enclave": signature_data.qe_report.mr_enclave.hex(),
+        "qe_mr_signer": signature_data.qe_report.mr_signer.hex(),
+        "certification_data_type": signature_data.certification_data_type,
+        "certification_data_size": len(signature_data.certification_data),
+    }
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from wasmtee.tee.verify import Policy, verify_quote
+
+    quote = Path(args.file).read_bytes() if Path(args.file).is_file() else None
+    if quote is None:
+        raise UsageError(f"quote file {args.file!r} not found")
+    policy = _build_policy(args, Policy)
+    roots = _trusted_roots(args)
+    try:
+        claims = verify_quote(quote, policy, roots)
+    except VerificationError as exc:
+        print(f"verification FAILED: {exc}", file=sys.stderr)
+        return 1
+    print("verification OK")
+    print(f"  mr_enclave   {claims.mr_enclave.hex()}")
+    print(f"  mr_signer    {claims.mr_signer.hex()}")
+    print(f"  isv_prod_id  {claims.isv_prod_id}")
+    print(f"  isv_svn      {claims.isv_svn}")
+    print(f"  debug        {claims.debug}")
+    print(f"  simulated    {claims.simulated}")
+    print(f"  report_data  {claims.report_data.hex()}")
+    return 0
+
+
+def _build_policy(args: argparse.Namespace, policy_class: Any) -> Any:
+    values: dict[str, Any] = {}
+    if args.policy:
+        try:
+            text = Path(args.policy).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read policy file {args.policy!r}: {exc.strerror}") from None
+        values = dataclasses.asdict(policy_class.from_json(text))
+    for option, key in (("mrenclave", "mr_enclave"), ("mrsigner", "mr_signer"),
+                        ("report_data", "report_data")):
+        value = getattr(args, option)
+        if value is not None:
+            values[key] = _hex_argument(f"--{option.replace('_', '-')}", value)
+    if values.get("mr_enclave") is None and values.get("mr_signer") is None:
+        values["mr_enclave"] = measure_runtime(EnclaveConfig())
+    values["allow_simulation"] = values.get("allow_simulation", False) or args.allow_simulation
+    values["allow_debug"] = values.get("allow_debug", False) or args.allow_debug
+    return policy_class(**values)
+
+
+def _trusted_roots(args: argparse.Namespace) -> list[x509.Certificate]:
+    roots = []
+    for path in args.root:
+        try:
+            roots.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot load root certificate {path!r}: {exc}") from None
+    if roots:
+        return roots
+    if args.allow_simulation:
+        from wasmtee.tee.sim import SimPlatform
+
+        return [SimPlatform(args.state_dir).root_certificate]
+    # TODO: Intel's SGX root CA certificate is not bundled, so verifying a
+    # hardware quote needs --root with that certificate.
+    raise UsageError("no trusted root certificate: pass --root with the Intel SGX root CA "
+                     "(or --allow-simulation for sim quotes)")
+
+
+def _read_quote(path: str) -> UnverifiedQuote:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read quote file {path!r}: {exc.strerror}") from None
+    try:
+        return parse_quote(data)
+    except QuoteFormatError as exc:
+        raise UsageError(f"{path} is not a DCAP v3 quote: {exc}") from None
+
+
+def _hex_argument(option: str, value: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise UsageError(f"{option} must be hex, not {value!r}") from None

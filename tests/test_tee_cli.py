@@ -70,9 +70,9 @@ def test_verify_rejects_simulation_by_default(quote_file, tmp_path, capsys):
     assert "'simulation' failed" in capsys.readouterr().err
 
 
-def test_verify_without_roots_fails(quote_file, capsys):
+def test_verify_without_roots_trusts_only_intel(quote_file, capsys):
     assert run_cli(["attest", "verify", str(quote_file)]) == 1
-    assert "no trusted root certificate" in capsys.readouterr().err
+    assert "not at the Intel SGX Root CA" in capsys.readouterr().err
 
 
 def test_verify_policy_file(quote_file, tmp_path, capsys):

@@ -279,3 +279,15 @@ def test_pck_key_serialization_roundtrip(platform):
     der = platform.pck_certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert len(der) == 91
+
+
+def test_intel_root_pin_rejects_other_roots(quote):
+    from wasmtee.tee.verify import intel_root_from_quote
+
+    with pytest.raises(VerificationError) as info:
+        intel_root_from_quote(quote)
+    assert info.value.check == "certificate_chain"
+    assert "not at the Intel SGX Root CA" in str(info.value)
+    with pytest.raises(VerificationError) as info:
+        intel_root_from_quote(b"short")
+    assert info.value.check == "quote_format"

@@ -24,6 +24,7 @@ from wasmtee.errors import UsageError
 from wasmtee.tee.errors import QuoteFormatError, VerificationError
 from wasmtee.tee.measure import EnclaveConfig, measure_runtime
 from wasmtee.tee.quote import INTEL_QE_VENDOR_ID, UnverifiedQuote, parse_quote
+from wasmtee.tee.verify import Policy, intel_root_from_quote, verify_quote
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--allow-debug", action="store_true",
                         help="accept enclaves with the DEBUG attribute")
     verify.add_argument("--root", action="append", default=[],
-                        help="trusted root CA certificate (PEM); may be repeated")
+                        help="trusted root CA certificate (PEM); may be repeated. Without "
+                        "it, the Intel SGX Root CA is trusted by its pinned fingerprint")
     verify.add_argument("--state-dir", help="with --allow-simulation and no --root, trust the "
                         "root CA of this sim platform (default: ~/.local/state/wasmtee/sim)")
     verify.set_defaults(handler=run_verify)
@@ -131,14 +133,12 @@ def describe_quote(unverified_quote: UnverifiedQuote) -> dict[str, Any]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from wasmtee.tee.verify import Policy, verify_quote
-
     quote = Path(args.file).read_bytes() if Path(args.file).is_file() else None
     if quote is None:
         raise UsageError(f"quote file {args.file!r} not found")
-    policy = _build_policy(args, Policy)
-    roots = _trusted_roots(args)
+    policy = _build_policy(args)
     try:
+        roots = _trusted_roots(args, quote)
         claims = verify_quote(quote, policy, roots)
     except VerificationError as exc:
         print(f"verification FAILED: {exc}", file=sys.stderr)
@@ -154,14 +154,14 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_policy(args: argparse.Namespace, policy_class: Any) -> Any:
+def _build_policy(args: argparse.Namespace) -> Policy:
     values: dict[str, Any] = {}
     if args.policy:
         try:
             text = Path(args.policy).read_text()
         except OSError as exc:
             raise UsageError(f"cannot read policy file {args.policy!r}: {exc.strerror}") from None
-        values = dataclasses.asdict(policy_class.from_json(text))
+        values = dataclasses.asdict(Policy.from_json(text))
     for option, key in (("mrenclave", "mr_enclave"), ("mrsigner", "mr_signer"),
                         ("report_data", "report_data")):
         value = getattr(args, option)
@@ -171,10 +171,10 @@ def _build_policy(args: argparse.Namespace, policy_class: Any) -> Any:
         values["mr_enclave"] = measure_runtime(EnclaveConfig())
     values["allow_simulation"] = values.get("allow_simulation", False) or args.allow_simulation
     values["allow_debug"] = values.get("allow_debug", False) or args.allow_debug
-    return policy_class(**values)
+    return Policy(**values)
 
 
-def _trusted_roots(args: argparse.Namespace) -> list[x509.Certificate]:
+def _trusted_roots(args: argparse.Namespace, quote: bytes) -> list[x509.Certificate]:
     roots = []
     for path in args.root:
         try:
@@ -186,11 +186,13 @@ def _trusted_roots(args: argparse.Namespace) -> list[x509.Certificate]:
     if args.allow_simulation:
         from wasmtee.tee.sim import SimPlatform
 
-        return [SimPlatform(args.state_dir).root_certificate]
-    # TODO: Intel's SGX root CA certificate is not bundled, so verifying a
-    # hardware quote needs --root with that certificate.
-    raise UsageError("no trusted root certificate: pass --root with the Intel SGX root CA "
-                     "(or --allow-simulation for sim quotes)")
+        roots.append(SimPlatform(args.state_dir).root_certificate)
+    try:
+        roots.append(intel_root_from_quote(quote))
+    except VerificationError:
+        if not roots:
+            raise
+    return roots
 
 
 def _read_quote(path: str) -> UnverifiedQuote:

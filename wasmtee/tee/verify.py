@@ -56,6 +56,11 @@ from wasmtee.tee.sim import SIMULATED_MARKER
 log = logging.getLogger(__name__)
 
 MAX_CHAIN_LENGTH = 8
+# SHA-256 fingerprint of Intel's self-signed "Intel SGX Root CA" certificate
+# (valid 2018-05-21 to 2049-12-31), the root of every hardware PCK chain.
+INTEL_SGX_ROOT_CA_SHA256 = bytes.fromhex(
+    "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+)
 # Evidence issued up to this many seconds in the future still counts as fresh,
 # because the enclave's clock is the host's and clocks drift.
 CLOCK_SKEW_SECONDS = 60
@@ -193,6 +198,27 @@ def verify_evidence(
         log.info("evidence rejected: %s", exc)
         raise
     return dataclasses.replace(claims, evidence_claims=unverified_claims)
+
+
+def intel_root_from_quote(quote_bytes: bytes) -> x509.Certificate:
+    """Return the Intel SGX Root CA certificate that a quote's PCK chain ends with.
+
+    The certificate is accepted only if its SHA-256 fingerprint is
+    INTEL_SGX_ROOT_CA_SHA256, so the result is safe to pass as a trusted
+    root. Raises VerificationError (check "certificate_chain") otherwise.
+    """
+    try:
+        unverified_quote = parse_quote(quote_bytes)
+        chain = x509.load_pem_x509_certificates(unverified_quote.signature_data.certification_data)
+    except QuoteFormatError as exc:
+        raise VerificationError("quote_format", str(exc)) from None
+    except ValueError as exc:
+        raise VerificationError("certificate_chain", f"invalid PEM certificate chain: {exc}") from None
+    root = chain[-1]
+    if not hmac.compare_digest(root.fingerprint(hashes.SHA256()), INTEL_SGX_ROOT_CA_SHA256):
+        raise VerificationError("certificate_chain", f"chain ends at {root.subject.rfc4514_string()!r}, "
+                                "not at the Intel SGX Root CA")
+    return root
 
 
 def _verify_quote(quote_bytes: bytes, policy: Policy, trusted_roots: list[x509.Certificate],

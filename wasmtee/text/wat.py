@@ -417,6 +417,11 @@ class ModuleParser:
             handler = handlers.get(field.head())  # type: ignore[arg-type]
             if handler is not None:
                 handler(field)
+        # The binary format needs a data count section before code that uses
+        # memory.init or data.drop; the text format implies one.
+        bulk_ops = (opcodes.BY_NAME["memory.init"].code, opcodes.BY_NAME["data.drop"].code)
+        if any(instr.op in bulk_ops for func in self.module.funcs for instr in func.body):
+            self.module.data_count = len(self.module.datas)
         return self.module
 
     def take_index(self, kind: ExternKind) -> int:

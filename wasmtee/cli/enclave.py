@@ -119,7 +119,7 @@ def build_manifest(enclave_size: str = "2G", max_threads: int = 16, isv_prod_id:
         "# The enclave speaks the ECALL protocol on its standard input and output.",
         "",
         f"libos.entrypoint = {_toml(python)}",
-        'loader.entrypoint.uri = "file:{{ gramine.libos }}"',
+        'loader.entrypoint = "file:{{ gramine.libos }}"',
         'loader.log_level = "error"',
         f"loader.argv = {_toml([python, '-m', 'wasmtee.tee.enclave_main', '0', '1'])}",
         f"loader.env.PYTHONPATH = {_toml(package_parent)}",

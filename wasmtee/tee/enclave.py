@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # The directory that contains the wasmtee package, put on the child's path.
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_TIMEOUT = 60.0
-# The child command of the gramine backend: gramine-sgx loads the signed
+# The child command of the gramine backend. gramine-sgx loads the signed
 # manifest named wasmtee-enclave (see `wasmtee enclave manifest`).
 GRAMINE_COMMAND = ("gramine-sgx", "wasmtee-enclave")
 MAX_OPEN_SOCKETS = 64
@@ -212,9 +212,11 @@ class Enclave:
         `command` replaces the default child command. With `stdio` the
         protocol runs over the child's stdin and stdout and `command` is used
         as is; otherwise two pipe descriptors are appended to it. The gramine
-        backend defaults to `gramine-sgx wasmtee-enclave` over stdio, because
-        Gramine passes only the standard descriptors into an enclave.
+        backend defaults to `gramine-sgx wasmtee-enclave` over stdio, so the
+        enclave needs no descriptors beyond the standard ones.
         """
+        # NOTE: the gramine command has run only against an emulated
+        # /dev/attestation, never under gramine-sgx on SGX hardware.
         if backend == "gramine" and command is None:
             command = list(GRAMINE_COMMAND)
             stdio = True if stdio is None else stdio

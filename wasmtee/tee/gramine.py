@@ -10,7 +10,11 @@ Inside a `gramine-sgx` enclave, Gramine exposes SGX through pseudo-files
     keys/_sgx_mrenclave  read the 16-byte EGETKEY seal key, MRENCLAVE policy
     keys/_sgx_mrsigner   read the 16-byte EGETKEY seal key, MRSIGNER policy
 
-The tests emulate this interface in a temporary directory.
+Gramine's documentation warns that a key read from keys/_sgx_* and also
+used by an encrypted mount must go through a KDF before other use. wasmtee
+never uses these keys directly: each sealing key is AES-CMAC(key, key
+dependencies) with a fresh KEYID. The tests emulate this interface in a
+temporary directory.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from wasmtee.tee.enclave import Enclave, EnclaveCallError, OcallHandler
 from wasmtee.tee.enclave_service import EnclaveService
-from wasmtee.tee.errors import EnclaveError, ProtocolError, SealingError
+from wasmtee.tee.errors import EnclaveError, ProtocolError, SealingError, VerificationError
 from wasmtee.tee.measure import EnclaveConfig
 from wasmtee.tee.protocol import PROTOCOL_VERSION, decode_message, encode_message
 from wasmtee.tee.sim import SimPlatform
@@ -76,7 +76,7 @@ def test_evidence_from_enclave_verifies(enclave, roots):
     claims = verify_evidence(evidence, policy, roots)
     assert claims.evidence_claims["user-data"] == b"user"
     assert claims.evidence_claims["modules"] == []
-    with pytest.raises(Exception) as info:
+    with pytest.raises(VerificationError) as info:
         verify_evidence(evidence, sim_policy(enclave, nonce=b"other"), roots)
     assert info.value.check == "nonce"
 

@@ -36,7 +36,7 @@ def attestation_dir(tmp_path):
     (directory / "user_report_data").write_bytes(bytes(64))
     (directory / "keys" / "_sgx_mrenclave").write_bytes(bytes(range(16)))
     (directory / "keys" / "_sgx_mrsigner").write_bytes(bytes(range(16, 32)))
-    # The emulated quote file answers with a quote over REPORT_DATA.
+    # The emulated quote file contains a quote over REPORT_DATA.
     sim = SimPlatform(tmp_path / "sim")
     identity = EnclaveIdentity(HW_MR_ENCLAVE, HW_MR_SIGNER, 11, 4, 0x5)
     (directory / "quote").write_bytes(sim.quote(identity, REPORT_DATA))

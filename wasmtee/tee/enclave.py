@@ -78,8 +78,8 @@ class WasiResult:
 class OcallHandler:
     """The host's untrusted services for one enclave.
 
-    Files are confined to `storage_dir`; sockets may connect only to
-    `allowed_hosts`. The enclave must treat every answer as untrusted.
+    Files are confined to `storage_dir`, and sockets may connect only to
+    `allowed_hosts`. The enclave must treat every OCALL result as untrusted.
     """
 
     def __init__(self, storage_dir: str | os.PathLike[str] | None,

@@ -43,7 +43,7 @@ class OcallClient:
 
 
 def serve(channel: Channel) -> int:
-    """Answer ECALLs until 'destroy' or a broken channel; return the exit status."""
+    """Handle ECALLs until 'destroy' or a broken channel; return the exit status."""
     service = EnclaveService(OcallClient(channel))
     while not service.destroyed:
         try:

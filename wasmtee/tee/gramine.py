@@ -43,7 +43,7 @@ SEAL_KEY_FILES = {
 class GraminePlatform:
     """SGX through Gramine's /dev/attestation pseudo-files.
 
-    `state_dir` holds the monotonic counters; point it at an encrypted
+    `state_dir` contains the monotonic counters, so point it at an encrypted
     mount. Raises TeeError if the directory is missing or Gramine was not
     configured for DCAP attestation.
     """

@@ -1,7 +1,7 @@
 """The EGETKEY-like key derivation that sealing keys come from.
 
 SGX derives a seal key with AES-CMAC under a fused platform key over a
-KeyDependencies structure that holds the key name, the policy-selected
+KeyDependencies structure that contains the key name, the policy-selected
 identity (MRENCLAVE and/or MRSIGNER), ISVPRODID, ISVSVN, CPUSVN and a
 KEYID (Intel SDM vol. 3D, "EGETKEY"). wasmtee keeps that scheme with its
 own fixed layout, so that derived keys are stable across versions:
@@ -32,7 +32,7 @@ KEY_DEPENDENCIES = struct.Struct("<16sHHHH16s32s32sQ32s")
 
 @dataclass(frozen=True)
 class KeyRequest:
-    """What an enclave asks for: key name, policy, SVNs to derive for, and KEYID."""
+    """An enclave's key request: key name, policy, SVNs to derive for, and KEYID."""
 
     key_name: int
     key_policy: int

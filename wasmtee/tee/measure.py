@@ -1,9 +1,10 @@
 """Measurement: the MRENCLAVE-equivalent of the runtime, and module hashes.
 
 The sim backend has no hardware that measures pages as they are added, so
-wasmtee measures its own code: SHA-256 over every `.py` file of the wasmtee
-package in sorted relative path order, each framed with its length, followed
-by the canonical CBOR encoding of the enclave configuration. Two installs
+wasmtee measures its own code. The digest is SHA-256 over every `.py` file of
+the wasmtee package in sorted relative path order, each framed with its
+length, and then over the canonical CBOR encoding of the enclave
+configuration. Two installs
 with the same code and configuration produce the same value. Under Gramine
 the hardware MRENCLAVE covers the manifest's trusted files instead.
 """

@@ -5,7 +5,7 @@ An RA-TLS certificate has a non-critical X.509 extension with OID
 `[quote, claims]`. The claims contain "pubkey-hash", the SHA-256 of the
 certificate's SubjectPublicKeyInfo DER, and the quote's REPORTDATA is
 SHA-256 of the canonical CBOR claims, so the quote vouches for the TLS key.
-TLS itself proves that the peer holds the matching private key.
+The TLS handshake proves that the peer has the matching private key.
 
 Python's ssl module has no certificate verification callback. A client can
 skip OpenSSL's chain check (CERT_NONE still delivers the server certificate),

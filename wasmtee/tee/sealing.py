@@ -42,14 +42,14 @@ MAX_PLAINTEXT_SIZE = 256 * 1024 * 1024
 
 
 class SealPolicy(enum.IntEnum):
-    """Which identity a sealing key is bound to (the SGX KEYPOLICY bits)."""
+    """The identity a sealing key is bound to (the SGX KEYPOLICY bits)."""
 
     MRENCLAVE = kdf.KEY_POLICY_MRENCLAVE
     MRSIGNER = kdf.KEY_POLICY_MRSIGNER
 
 
 class SealingPlatform(Protocol):
-    """What sealing needs from a backend: EGETKEY, CPUSVN and monotonic counters."""
+    """The backend interface sealing needs: EGETKEY, CPUSVN and monotonic counters."""
 
     cpu_svn: bytes
 

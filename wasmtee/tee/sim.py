@@ -1,7 +1,7 @@
 """The simulated SGX platform behind the `sim` backend.
 
-It holds in software what SGX hardware and Intel's quoting infrastructure
-hold: a platform root key for EGETKEY, a quoting enclave with an ECDSA
+It keeps in software what SGX hardware and Intel's quoting infrastructure
+keep: a platform root key for EGETKEY, a quoting enclave with an ECDSA
 attestation key, and a certificate chain (root CA, then a PCK-like
 certificate that signs the QE report). Everything it produces says that it
 is simulated: its QE vendor id is not Intel's, its certificate subjects
@@ -73,7 +73,7 @@ def default_state_dir() -> Path:
 class SimPlatform:
     """A software stand-in for SGX hardware and the DCAP quoting enclave.
 
-    Raises TeeError when the state directory cannot be created or holds
+    Raises TeeError when the state directory cannot be created or contains
     files that cannot be loaded.
     """
 
@@ -177,15 +177,15 @@ class SimPlatform:
         )
 
     def pck_chain_pem(self) -> bytes:
-        """The certification data of type 5: PCK certificate, then the root CA."""
+        """Return the certification data of type 5: PCK certificate, then the root CA."""
         return (self.pck_certificate.public_bytes(serialization.Encoding.PEM)
                 + self.root_certificate.public_bytes(serialization.Encoding.PEM))
 
     def quote(self, identity: EnclaveIdentity, report_data: bytes) -> bytes:
         """Produce a signed DCAP v3 quote for an enclave with `identity`.
 
-        The enclave's DEBUG attribute is always set, whatever the identity
-        says, because a simulated enclave's memory is open to the host.
+        The enclave's DEBUG attribute is always set, whatever `identity`
+        contains, because a simulated enclave's memory is open to the host.
         """
         if len(report_data) > 64:
             raise ValueError(f"report data is {len(report_data)} bytes, max 64")
@@ -239,7 +239,7 @@ class SimPlatform:
     def get_key(self, identity: EnclaveIdentity, request: kdf.KeyRequest) -> bytes:
         """Derive a key as EGETKEY does, for the enclave with `identity`.
 
-        Raises TeeError when the request asks for an ISVSVN or CPUSVN above
+        Raises TeeError when the request names an ISVSVN or CPUSVN above
         the current one, as EGETKEY fails with SGX_INVALID_ISVSVN/CPUSVN.
         """
         if request.isv_svn > identity.isv_svn:

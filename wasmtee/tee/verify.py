@@ -68,7 +68,7 @@ CLOCK_SKEW_SECONDS = 60
 
 @dataclass(frozen=True)
 class Policy:
-    """What a verifier requires of a quote.
+    """Requirements a quote must meet to pass verification.
 
     At least one of `mr_enclave` and `mr_signer` must be set. `report_data`
     is compared with the quote's 64-byte REPORTDATA after padding it with

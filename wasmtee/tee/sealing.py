@@ -133,6 +133,10 @@ class Sealer:
         version = self._platform.increment_counter(self._counter_name(name, policy))
         return self._seal(data, policy, self._state_label(name), state_version=version)
 
+    def state_version(self, name: str, policy: SealPolicy = SealPolicy.MRSIGNER) -> int:
+        """Return the monotonic counter of the state `name` (0 if never sealed)."""
+        return self._platform.read_counter(self._counter_name(name, SealPolicy(policy)))
+
     def unseal_state(self, name: str, blob: bytes) -> bytes:
         """Unseal the latest version of the state `name`.
 

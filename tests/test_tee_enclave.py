@@ -283,3 +283,27 @@ def test_ocall_sockets_limited_to_allowed_hosts(tmp_path):
         handler.handle("file_read", {"path": "x"})
     with pytest.raises(EnclaveError, match="unknown OCALL"):
         handler.handle("exec", {})
+
+
+def test_concurrent_ecalls_are_serialized(enclave, roots):
+    import threading
+
+    errors = []
+    quotes = []
+
+    def worker(tag):
+        try:
+            for _ in range(20):
+                quotes.append((tag, enclave.get_quote(tag)))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(bytes([i]),)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(quotes) == 80
+    for tag, quote in quotes:
+        assert quote[368:369] == tag

@@ -291,3 +291,68 @@ def test_intel_root_pin_rejects_other_roots(quote):
     with pytest.raises(VerificationError) as info:
         intel_root_from_quote(b"short")
     assert info.value.check == "quote_format"
+
+
+def make_cert(subject, issuer, public_key, signing_key, ca, path_length=None, cert_sign=True):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None),
+                       critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
+            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def pem(*certificates):
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certificates)
+
+
+def test_path_length_constraint_enforced(platform, quote, policy):
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    middle_key = ec.generate_private_key(ec.SECP256R1())
+    root = make_cert("root", "root", root_key.public_key(), root_key, ca=True, path_length=0)
+    middle = make_cert("middle", "root", middle_key.public_key(), root_key, ca=True)
+    leaf = make_cert("pck", "middle", platform._pck_key.public_key(), middle_key, ca=False)
+    forged = resign(platform, quote, certification_data=pem(leaf, middle, root))
+    error = expect_check("certificate_chain", forged, policy, [root])
+    assert "allows 0 intermediate CAs below it, the chain has 1" in str(error)
+    # The same chain under a root without the constraint is accepted.
+    open_root = make_cert("root", "root", root_key.public_key(), root_key, ca=True)
+    middle = make_cert("middle", "root", middle_key.public_key(), root_key, ca=True)
+    accepted = resign(platform, quote, certification_data=pem(leaf, middle, open_root))
+    assert verify_quote(accepted, policy, [open_root]).mr_enclave == MR_ENCLAVE
+
+
+def test_issuer_without_cert_sign_rejected(platform, quote, policy):
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = make_cert("root", "root", root_key.public_key(), root_key, ca=True, cert_sign=False)
+    leaf = make_cert("pck", "root", platform._pck_key.public_key(), root_key, ca=False)
+    forged = resign(platform, quote, certification_data=pem(leaf, root))
+    error = expect_check("certificate_chain", forged, policy, [root])
+    assert "may not sign certificates" in str(error)
+
+
+def test_leaf_as_issuer_rejected(platform, quote, policy):
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    fake_ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = make_cert("root", "root", root_key.public_key(), root_key, ca=True)
+    not_ca = make_cert("end entity", "root", fake_ca_key.public_key(), root_key, ca=False)
+    leaf = make_cert("pck", "end entity", platform._pck_key.public_key(), fake_ca_key, ca=False)
+    forged = resign(platform, quote, certification_data=pem(leaf, not_ca, root))
+    error = expect_check("certificate_chain", forged, policy, [root])
+    assert "is not a CA certificate" in str(error)

@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,8 @@ class Enclave:
             stdio = True if stdio is None else stdio
         self.backend = backend
         self.timeout = timeout
+        # One ECALL at a time: the protocol has no multiplexing.
+        self._lock = threading.Lock()
         self._seq = 0
         self._closed = False
         self._ocalls = OcallHandler(storage_dir, allowed_hosts)
@@ -347,6 +350,10 @@ class Enclave:
     # -- protocol --------------------------------------------------------------
 
     def _ecall(self, op: str, args: dict[str, Any], timeout: float | None = -1.0) -> Any:
+        with self._lock:
+            return self._ecall_locked(op, args, timeout)
+
+    def _ecall_locked(self, op: str, args: dict[str, Any], timeout: float | None) -> Any:
         if self._closed:
             raise EnclaveError("the enclave is destroyed")
         if timeout == -1.0:

@@ -278,8 +278,8 @@ def _verify_chain(pem: bytes, trusted_roots: list[x509.Certificate],
         )
     for certificate in chain:
         _check_validity(certificate, now)
-    for child, parent in zip(chain, chain[1:]):
-        _check_issued_by(child, parent)
+    for depth, (child, parent) in enumerate(zip(chain, chain[1:])):
+        _check_issued_by(child, parent, depth)
     last = chain[-1]
     for root in trusted_roots:
         if hmac.compare_digest(last.fingerprint(hashes.SHA256()), root.fingerprint(hashes.SHA256())):
@@ -287,7 +287,7 @@ def _verify_chain(pem: bytes, trusted_roots: list[x509.Certificate],
     for root in trusted_roots:
         if last.issuer == root.subject:
             _check_validity(root, now)
-            _check_issued_by(last, root)
+            _check_issued_by(last, root, len(chain) - 1)
             return chain
     raise VerificationError(
         "certificate_chain", f"chain ends at {last.issuer.rfc4514_string()!r}, "
@@ -305,7 +305,13 @@ def _check_validity(certificate: x509.Certificate, now: datetime.datetime) -> No
         )
 
 
-def _check_issued_by(child: x509.Certificate, parent: x509.Certificate) -> None:
+def _check_issued_by(child: x509.Certificate, parent: x509.Certificate,
+                     intermediates_below: int) -> None:
+    """Check that `parent` may issue and did sign `child` (RFC 5280 section 6.1).
+
+    `intermediates_below` is the number of CA certificates between `parent`
+    and the leaf, which the parent's path length constraint limits.
+    """
     subject = child.subject.rfc4514_string()
     try:
         constraints = parent.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -314,6 +320,19 @@ def _check_issued_by(child: x509.Certificate, parent: x509.Certificate) -> None:
     if constraints is None or not constraints.ca:
         raise VerificationError(
             "certificate_chain", f"issuer of {subject!r} is not a CA certificate"
+        )
+    if constraints.path_length is not None and intermediates_below > constraints.path_length:
+        raise VerificationError(
+            "certificate_chain", f"issuer of {subject!r} allows {constraints.path_length} "
+            f"intermediate CAs below it, the chain has {intermediates_below}"
+        )
+    try:
+        usage = parent.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise VerificationError(
+            "certificate_chain", f"issuer of {subject!r} may not sign certificates"
         )
     try:
         child.verify_directly_issued_by(parent)

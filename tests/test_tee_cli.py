@@ -156,3 +156,28 @@ def test_manifest_rejects_bad_size():
 def test_measure_prints_mrenclave(capsys):
     assert run_cli(["enclave", "measure", "--isv-svn", "2"]) == 0
     assert capsys.readouterr().out.strip() == measure_runtime(EnclaveConfig(isv_svn=2)).hex()
+
+
+def test_evidence_roundtrip_with_nonce(tmp_path, capsys):
+    state = str(tmp_path / "sim")
+    path = tmp_path / "evidence.cbor"
+    assert run_cli(["attest", "evidence", "--state-dir", state, "--nonce", "abcd",
+                    "--user-data", "0102", "-o", str(path)]) == 0
+    common = ["attest", "verify", str(path), "--allow-simulation", "--allow-debug",
+              "--state-dir", state, "--max-age", "60"]
+    assert run_cli(common + ["--nonce", "abcd"]) == 0
+    output = capsys.readouterr().out
+    assert "claim nonce: abcd" in output
+    assert "claim user-data: 0102" in output
+    assert run_cli(common + ["--nonce", "ffff"]) == 1
+    assert "'nonce' failed" in capsys.readouterr().err
+
+
+def test_verify_rejects_malformed_evidence(tmp_path, capsys):
+    path = tmp_path / "bad.cbor"
+    path.write_bytes(b"\x82\x01\x02")
+    assert run_cli(["attest", "verify", str(path), "--allow-simulation",
+                    "--state-dir", str(tmp_path / "sim")]) == 1
+    assert "invalid evidence" in capsys.readouterr().err
+    assert run_cli(["attest", "verify", str(tmp_path / "missing.bin")]) == 1
+    assert "cannot read" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`wasmtee attest`: produce, show and verify SGX DCAP quotes.
 
     wasmtee attest quote --backend sim --report-data HEX -o FILE
+    wasmtee attest evidence --nonce HEX [--user-data HEX] -o FILE
     wasmtee attest show FILE
     wasmtee attest verify FILE [--policy POLICY.json] [--allow-simulation]
 
@@ -24,7 +25,8 @@ from wasmtee.errors import UsageError
 from wasmtee.tee.errors import QuoteFormatError, VerificationError
 from wasmtee.tee.measure import EnclaveConfig, measure_runtime
 from wasmtee.tee.quote import INTEL_QE_VENDOR_ID, UnverifiedQuote, parse_quote
-from wasmtee.tee.verify import Policy, intel_root_from_quote, verify_quote
+from wasmtee.tee.evidence import decode_evidence
+from wasmtee.tee.verify import Policy, intel_root_from_quote, verify_evidence, verify_quote
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +48,34 @@ def register(subparsers: Any) -> None:
     quote.add_argument("-o", "--output", required=True, help="file to write the quote to")
     quote.set_defaults(handler=run_quote)
 
+    evidence = commands.add_parser(
+        "evidence", help="write CBOR [quote, claims] evidence from a fresh enclave")
+    evidence.add_argument("--backend", choices=["sim", "gramine"], default="sim",
+                          help="enclave backend (default: sim)")
+    evidence.add_argument("--state-dir", help="sim platform state directory "
+                          "(default: ~/.local/state/wasmtee/sim)")
+    evidence.add_argument("--user-data", default="", help="user-data claim as hex, "
+                          "at most 64 bytes")
+    evidence.add_argument("--nonce", help="nonce claim as hex, chosen by the verifier")
+    evidence.add_argument("-o", "--output", required=True, help="file to write the evidence to")
+    evidence.set_defaults(handler=run_evidence)
+
     show = commands.add_parser("show", help="print the fields of a quote (nothing is verified)")
     show.add_argument("file", help="quote file")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.set_defaults(handler=run_show)
 
-    verify = commands.add_parser("verify", help="verify a quote against a policy")
-    verify.add_argument("file", help="quote file")
+    verify = commands.add_parser("verify", help="verify a quote or evidence against a policy")
+    verify.add_argument("file", help="quote or evidence file")
     verify.add_argument("--policy", help="policy JSON file (keys as in wasmtee.tee.verify.Policy, "
                         "bytes as hex)")
     verify.add_argument("--mrenclave", help="expected MRENCLAVE as hex (default, when neither the "
                         "policy nor --mrsigner names an identity: this wasmtee's own measurement)")
     verify.add_argument("--mrsigner", help="expected MRSIGNER as hex")
     verify.add_argument("--report-data", help="expected REPORTDATA as hex")
+    verify.add_argument("--nonce", help="expected nonce claim of evidence, as hex")
+    verify.add_argument("--max-age", type=float,
+                        help="maximum age of evidence in seconds, from its 'iat' claim")
     verify.add_argument("--allow-simulation", action="store_true",
                         help="accept quotes from the simulated platform")
     verify.add_argument("--allow-debug", action="store_true",
@@ -133,13 +150,23 @@ def describe_quote(unverified_quote: UnverifiedQuote) -> dict[str, Any]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    quote = Path(args.file).read_bytes() if Path(args.file).is_file() else None
-    if quote is None:
-        raise UsageError(f"quote file {args.file!r} not found")
-    policy = _build_policy(args)
     try:
-        roots = _trusted_roots(args, quote)
-        claims = verify_quote(quote, policy, roots)
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file!r}: {exc.strerror}") from None
+    policy = _build_policy(args)
+    is_evidence = data[:1] == b"\x82"  # a CBOR array of two items: [quote, claims]
+    try:
+        if is_evidence:
+            quote, _ = decode_evidence(data)
+            roots = _trusted_roots(args, quote)
+            claims = verify_evidence(data, policy, roots)
+        else:
+            roots = _trusted_roots(args, data)
+            claims = verify_quote(data, policy, roots)
+    except QuoteFormatError as exc:
+        print(f"verification FAILED: invalid evidence: {exc}", file=sys.stderr)
+        return 1
     except VerificationError as exc:
         print(f"verification FAILED: {exc}", file=sys.stderr)
         return 1
@@ -151,6 +178,23 @@ def run_verify(args: argparse.Namespace) -> int:
     print(f"  debug        {claims.debug}")
     print(f"  simulated    {claims.simulated}")
     print(f"  report_data  {claims.report_data.hex()}")
+    for name, value in sorted((claims.evidence_claims or {}).items()):
+        shown = value.hex() if isinstance(value, bytes) else value
+        print(f"  claim {name}: {shown}")
+    return 0
+
+
+def run_evidence(args: argparse.Namespace) -> int:
+    from wasmtee.tee.enclave import Enclave
+
+    user_data = _hex_argument("--user-data", args.user_data)
+    nonce = _hex_argument("--nonce", args.nonce) if args.nonce else None
+    if len(user_data) > 64:
+        raise UsageError(f"--user-data is {len(user_data)} bytes, max 64")
+    with Enclave(backend=args.backend, state_dir=args.state_dir) as enclave:
+        evidence = enclave.get_evidence(user_data, nonce=nonce)
+    Path(args.output).write_bytes(evidence)
+    log.info("wrote %d bytes of evidence to %s", len(evidence), args.output)
     return 0
 
 
@@ -167,6 +211,10 @@ def _build_policy(args: argparse.Namespace) -> Policy:
         value = getattr(args, option)
         if value is not None:
             values[key] = _hex_argument(f"--{option.replace('_', '-')}", value)
+    if args.nonce is not None:
+        values["nonce"] = _hex_argument("--nonce", args.nonce)
+    if args.max_age is not None:
+        values["max_age"] = args.max_age
     if values.get("mr_enclave") is None and values.get("mr_signer") is None:
         values["mr_enclave"] = measure_runtime(EnclaveConfig())
     values["allow_simulation"] = values.get("allow_simulation", False) or args.allow_simulation

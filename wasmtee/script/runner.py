@@ -1,0 +1,357 @@
+"""The WAST script runner: runs spec-style scripts against wasmtee and counts results.
+
+Every assertion, and every bare action, counts as passed, failed or skipped.
+A module that should load but does not counts as one failure, and the
+assertions that use it fail with a pointer to it. A module that raises
+`UnsupportedFeature` is skipped together with the assertions that use it.
+Results are compared bit for bit on raw values, NaN payloads included.
+
+Error messages must start with the script's expected text, except for
+`assert_malformed` on text and quote modules: there any WatSyntaxError or
+DecodeError passes, because text-format messages differ between tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wasmtee.errors import (
+    DecodeError, LinkError, Trap, TrapCode, UnsupportedFeature, ValidationError,
+    WasmteeError, WatSyntaxError,
+)
+from wasmtee.model import Module
+from wasmtee.script.backend import Backend
+from wasmtee.script.results import describe_expected, describe_raw, matches, raw_argument
+from wasmtee.text.wast import Action, Command, ScriptModule, parse_script
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Failure:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class Summary:
+    """Counts over one or more scripts, with the failures and grouped skip reasons."""
+
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def add(self, other: Summary) -> None:
+        self.passed += other.passed
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.failures.extend(other.failures)
+        self.skip_reasons.update(other.skip_reasons)
+        self.seconds += other.seconds
+
+    def line(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+
+
+class _Outcome(Exception):
+    """Ends one command early with a failure or a skip."""
+
+    def __init__(self, reason: str, skip: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.skip = skip
+
+
+@dataclass
+class _Slot:
+    """A module defined by the script: an instance, or why there is none."""
+
+    instance: object | None = None
+    skip_reason: str | None = None
+    failed_line: int | None = None
+
+
+class ScriptRunner:
+    """Runs the commands of one script in a fresh store."""
+
+    def __init__(self, file: str, backend: Backend) -> None:
+        self.file = file
+        self.backend = backend
+        self.summary = Summary()
+        self.current: _Slot | None = None
+        self.named: dict[str, _Slot] = {}
+        self.registered: dict[str, _Slot] = {"spectest": _Slot(backend.spectest())}
+
+    # Counting -------------------------------------------------------------------
+
+    def passed(self) -> None:
+        self.summary.passed += 1
+
+    def fail(self, line: int, reason: str) -> None:
+        self.summary.failed += 1
+        self.summary.failures.append(Failure(self.file, line, reason))
+
+    def skip(self, reason: str) -> None:
+        self.summary.skipped += 1
+        self.summary.skip_reasons[reason] += 1
+
+    # Commands -------------------------------------------------------------------
+
+    def run(self, commands: list[Command]) -> Summary:
+        start = time.perf_counter()
+        for command in commands:
+            try:
+                self.run_command(command)
+            except _Outcome as outcome:
+                if outcome.skip:
+                    self.skip(outcome.reason)
+                else:
+                    self.fail(command.line, f"{command.kind}: {outcome.reason}")
+            except RecursionError:
+                self.fail(command.line, f"{command.kind}: Python RecursionError escaped")
+            except Exception as exc:  # a bug in another layer must not stop the script
+                log.debug("internal error at %s:%d", self.file, command.line, exc_info=True)
+                self.fail(command.line,
+                          f"{command.kind}: internal error: {type(exc).__name__}: {exc}")
+        self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    def run_command(self, command: Command) -> None:
+        kind = command.kind
+        if kind == "module":
+            self.define_module(command)
+        elif kind == "register":
+            slot = self.find_slot(command.register_module)
+            self.registered[command.register_as] = slot
+        elif kind == "action":
+            assert command.action is not None
+            self.perform(command.action)
+            self.passed()
+        elif kind == "assert_return":
+            self.assert_return(command)
+            self.passed()
+        elif kind in ("assert_trap", "assert_exhaustion"):
+            self.assert_trap(command)
+            self.passed()
+        elif kind == "assert_malformed":
+            self.assert_malformed(command)
+            self.passed()
+        elif kind == "assert_invalid":
+            self.assert_invalid(command)
+            self.passed()
+        elif kind in ("assert_unlinkable", "assert_uninstantiable"):
+            self.assert_instantiation_fails(command)
+            self.passed()
+        elif kind == "skip":
+            raise _Outcome(command.reason, skip=True)
+        else:
+            raise _Outcome(f"unknown command kind {kind}")
+
+    def define_module(self, command: Command) -> None:
+        script_module = command.module
+        assert script_module is not None
+        slot = _Slot()
+        self.current = slot
+        if script_module.name is not None:
+            self.named[script_module.name] = slot
+        try:
+            slot.instance = self.instantiate(self.load(script_module))
+        except UnsupportedFeature as exc:
+            slot.skip_reason = f"unsupported feature: {exc.feature}"
+            raise _Outcome(slot.skip_reason, skip=True) from None
+        except _Outcome as outcome:
+            if outcome.skip:
+                slot.skip_reason = outcome.reason
+            else:
+                slot.failed_line = command.line
+            raise
+        except WasmteeError as exc:
+            slot.failed_line = command.line
+            raise _Outcome(f"module failed to load: {type(exc).__name__}: {exc}") from None
+
+    def load(self, script_module: ScriptModule) -> tuple[Module, object]:
+        """Parse or decode, then validate a script module."""
+        if script_module.kind == "binary":
+            module = self.backend.decode(script_module.data)
+        else:
+            module = script_module.parse_text()
+        return module, self.backend.validate(module)
+
+    def instantiate(self, loaded: tuple[Module, object]) -> object:
+        module, info = loaded
+        externs = []
+        for imp in module.imports:
+            slot = self.registered.get(imp.module)
+            if slot is None:
+                raise LinkError(f"unknown import: module \"{imp.module}\" is not registered "
+                                f"[{imp.module}.{imp.name}]")
+            if slot.skip_reason is not None:
+                raise _Outcome(slot.skip_reason, skip=True)
+            if slot.instance is None:
+                raise LinkError(f"unknown import: module \"{imp.module}\" failed to load")
+            extern = self.backend.export(slot.instance, imp.name)
+            if extern is None:
+                raise LinkError(f"unknown import [{imp.module}.{imp.name}]")
+            externs.append(extern)
+        return self.backend.instantiate(module, info, externs)
+
+    def find_slot(self, name: str | None) -> _Slot:
+        slot = self.current if name is None else self.named.get(name)
+        if slot is None:
+            raise _Outcome(f"unknown module {name or '(no module defined yet)'}")
+        return slot
+
+    def instance_for(self, name: str | None) -> object:
+        slot = self.find_slot(name)
+        if slot.skip_reason is not None:
+            raise _Outcome(slot.skip_reason, skip=True)
+        if slot.instance is None:
+            raise _Outcome(f"the module at line {slot.failed_line} failed to load")
+        return slot.instance
+
+    # Actions and assertions -----------------------------------------------------
+
+    def perform(self, action: Action) -> tuple[list[object], list[object]]:
+        """Run an action; return its raw results and their value types."""
+        instance = self.instance_for(action.module)
+        extern = self.backend.export(instance, action.name)
+        if extern is None:
+            raise _Outcome(f"unknown export \"{action.name}\"")
+        if action.kind == "get":
+            return [self.backend.global_value(extern)], [self.backend.global_type(extern)]
+        args = [raw_argument(value) for value in action.args]
+        return self.backend.call(extern, args)
+
+    def assert_return(self, command: Command) -> None:
+        assert command.action is not None
+        try:
+            results, types = self.perform(command.action)
+        except Trap as exc:
+            raise _Outcome(f"unexpected trap: {exc}") from None
+        expected = command.expected
+        if len(results) != len(expected):
+            raise _Outcome(f"expected {len(expected)} results, got {len(results)}")
+        for index, (want, raw, val_type) in enumerate(zip(expected, results, types)):
+            if not matches(want, val_type, raw):
+                raise _Outcome(f"result {index}: expected {describe_expected(want)}, "
+                               f"got {describe_raw(val_type, raw)}")
+
+    def assert_trap(self, command: Command) -> None:
+        if command.module is not None:
+            self.assert_instantiation_fails(command)
+            return
+        assert command.action is not None
+        try:
+            results, types = self.perform(command.action)
+        except Trap as exc:
+            self.check_message(command, str(exc))
+            if command.kind == "assert_exhaustion" and exc.code is not TrapCode.STACK_EXHAUSTED:
+                raise _Outcome(f"expected stack exhaustion, got trap \"{exc}\"") from None
+            return
+        shown = ", ".join(describe_raw(t, r) for r, t in zip(results, types))
+        raise _Outcome(f"expected trap \"{command.message}\", got results [{shown}]")
+
+    def check_message(self, command: Command, actual: str) -> None:
+        if not actual.startswith(command.message):
+            raise _Outcome(f"expected error \"{command.message}\", got \"{actual}\"")
+
+    def assert_malformed(self, command: Command) -> None:
+        script_module = command.module
+        assert script_module is not None
+        try:
+            module = self.load_unvalidated(script_module)
+        except UnsupportedFeature as exc:
+            raise _Outcome(f"unsupported feature: {exc.feature}", skip=True) from None
+        except (WatSyntaxError, DecodeError) as exc:
+            if script_module.kind == "binary":
+                self.check_message(command, exc.message)
+            return
+        try:
+            self.backend.validate(module)
+        except UnsupportedFeature as exc:
+            raise _Outcome(f"unsupported feature: {exc.feature}", skip=True) from None
+        except ValidationError as exc:
+            raise _Outcome(f"expected malformed \"{command.message}\", "
+                           f"got invalid \"{exc}\"") from None
+        raise _Outcome(f"expected malformed \"{command.message}\", module loaded")
+
+    def load_unvalidated(self, script_module: ScriptModule) -> Module:
+        if script_module.kind == "binary":
+            return self.backend.decode(script_module.data)
+        return script_module.parse_text()
+
+    def assert_invalid(self, command: Command) -> None:
+        script_module = command.module
+        assert script_module is not None
+        try:
+            module = self.load_unvalidated(script_module)
+            self.backend.validate(module)
+        except UnsupportedFeature as exc:
+            raise _Outcome(f"unsupported feature: {exc.feature}", skip=True) from None
+        except ValidationError as exc:
+            self.check_message(command, exc.message)
+            return
+        except (WatSyntaxError, DecodeError) as exc:
+            raise _Outcome(f"expected invalid \"{command.message}\", "
+                           f"got malformed \"{exc}\"") from None
+        raise _Outcome(f"expected invalid \"{command.message}\", module validated")
+
+    def assert_instantiation_fails(self, command: Command) -> None:
+        """Check assert_unlinkable, assert_uninstantiable and assert_trap on a module."""
+        script_module = command.module
+        assert script_module is not None
+        try:
+            loaded = self.load(script_module)
+        except UnsupportedFeature as exc:
+            raise _Outcome(f"unsupported feature: {exc.feature}", skip=True) from None
+        except WasmteeError as exc:
+            raise _Outcome(f"module failed to load: {type(exc).__name__}: {exc}") from None
+        expected_error = LinkError if command.kind == "assert_unlinkable" else Trap
+        try:
+            self.instantiate(loaded)
+        except expected_error as exc:
+            self.check_message(command, str(exc))
+            return
+        except WasmteeError as exc:
+            raise _Outcome(f"expected {expected_error.__name__} \"{command.message}\", "
+                           f"got {type(exc).__name__} \"{exc}\"") from None
+        raise _Outcome(f"expected {expected_error.__name__} \"{command.message}\", "
+                       "module instantiated")
+
+
+def run_script_text(text: str, file: str, backend: Backend) -> Summary:
+    """Run the script in `text`; a malformed script counts as one failure."""
+    try:
+        commands = parse_script(text)
+    except WatSyntaxError as exc:
+        summary = Summary()
+        summary.failed = 1
+        summary.failures.append(Failure(file, exc.line or 0, f"malformed script: {exc}"))
+        return summary
+    return ScriptRunner(file, backend).run(commands)
+
+
+def run_script_file(path: str | Path, tier: str = "python") -> Summary:
+    """Run one .wast file on `tier` ("python" or "llvm") in a fresh store."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        summary = Summary(failed=1)
+        summary.failures.append(Failure(str(path), 0, f"malformed UTF-8 encoding: {exc}"))
+        return summary
+    backend = Backend(tier)
+    summary = run_script_text(text, str(path), backend)
+    log.info("%s: %s in %.2fs", path, summary.line(), summary.seconds)
+    return summary

@@ -307,3 +307,38 @@ def test_concurrent_ecalls_are_serialized(enclave, roots):
     assert len(quotes) == 80
     for tag, quote in quotes:
         assert quote[368:369] == tag
+
+
+def test_unencodable_result_does_not_end_enclave(monkeypatch, state_dir):
+    import threading
+
+    from wasmtee.tee import enclave_main
+    from wasmtee.tee.protocol import Channel
+
+    class OddService(EnclaveService):
+        def handle_payload(self, payload):
+            reply = super().handle_payload(payload)
+            if reply.get("ok") and reply.get("value") is None:
+                reply["value"] = object()  # what CBOR cannot encode
+            return reply
+
+    monkeypatch.setattr(enclave_main, "EnclaveService", OddService)
+    to_enclave_read, to_enclave_write = os.pipe()
+    from_enclave_read, from_enclave_write = os.pipe()
+    thread = threading.Thread(
+        target=enclave_main.serve, args=(Channel(to_enclave_read, from_enclave_write),),
+        daemon=True)
+    thread.start()
+    host = Channel(from_enclave_read, to_enclave_write)
+    os.write(to_enclave_write, ecall_frame(1, "create", {
+        "backend": "sim", "config": {}, "state_dir": str(state_dir)}))
+    assert decode_message(host.receive_payload(timeout=10))["ok"] is True
+    os.write(to_enclave_write, ecall_frame(2, "destroy", {}))
+    reply = decode_message(host.receive_payload(timeout=10))
+    thread.join(10)
+    assert reply["ok"] is False
+    assert reply["error"]["message"] == "the result cannot be encoded"
+    assert not thread.is_alive()
+    host.close()
+    for fd in (to_enclave_read, from_enclave_write):
+        os.close(fd)

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+import cbor2
+
 from wasmtee.tee.enclave_service import EnclaveService
 from wasmtee.tee.errors import EnclaveError, ProtocolError
 from wasmtee.tee.protocol import PROTOCOL_VERSION, Channel, decode_message
@@ -57,10 +59,18 @@ def serve(channel: Channel) -> int:
         except EnclaveError:
             log.info("host closed the channel")
             return 0
+        result = service.handle_payload(payload)
         try:
-            channel.send(service.handle_payload(payload))
+            channel.send(result)
         except BrokenPipeError:
             return 0
+        except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+            # A result value CBOR cannot encode (for example a reference
+            # returned by a wasm function) must not end the enclave.
+            log.error("cannot encode the result of ECALL %d: %s", result["seq"], exc)
+            channel.send({"v": PROTOCOL_VERSION, "seq": result["seq"], "type": "result",
+                          "ok": False, "error": {"kind": "EnclaveError",
+                                                 "message": "the result cannot be encoded"}})
         channel.max_message_size = service.max_message_size
     return 0
 

@@ -356,3 +356,17 @@ def test_leaf_as_issuer_rejected(platform, quote, policy):
     forged = resign(platform, quote, certification_data=pem(leaf, not_ca, root))
     error = expect_check("certificate_chain", forged, policy, [root])
     assert "is not a CA certificate" in str(error)
+
+
+@pytest.mark.parametrize("text", [
+    '{"mr_enclave": "%s", "max_age": "soon"}',
+    '{"mr_enclave": "%s", "max_age": -1}',
+    '{"mr_enclave": "%s", "min_isv_svn": 70000}',
+    '{"mr_enclave": "%s", "isv_prod_id": "1"}',
+    '{"mr_enclave": "%s", "allow_debug": 1}',
+    '{"mr_enclave": "%s", "report_data": "%s"}',
+])
+def test_policy_json_rejects_bad_values(text):
+    values = (MR_ENCLAVE.hex(),) if text.count("%s") == 1 else (MR_ENCLAVE.hex(), "00" * 65)
+    with pytest.raises(UsageError):
+        Policy.from_json(text % values)

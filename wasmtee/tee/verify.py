@@ -103,7 +103,14 @@ class Policy:
             raise UsageError("policy report_data must be at most 64 bytes")
         if self.nonce is not None and not isinstance(self.nonce, bytes):
             raise UsageError(f"policy nonce must be bytes, not {type(self.nonce).__name__}")
-        if self.max_age is not None and not self.max_age > 0:
+        for name in ("allow_debug", "allow_simulation"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"policy {name} must be a boolean, not {getattr(self, name)!r}")
+        if self.max_age is not None and (
+            isinstance(self.max_age, bool)
+            or not isinstance(self.max_age, (int, float))
+            or not self.max_age > 0
+        ):
             raise UsageError(f"policy max_age must be a positive number of seconds, not {self.max_age!r}")
 
     @classmethod

@@ -1,0 +1,361 @@
+"""Decoding of instruction sequences: function bodies and constant expressions.
+
+`decode_expr` reads instructions up to the `end` that closes the sequence and
+returns them as one flat list of `Instr`, that `end` included. Immediate
+decoding is driven by the immediate kind (`Imm`) of each opcode in
+`wasmtee.opcodes.OPS`; this module only adds the opcodes of later proposals,
+which raise `UnsupportedFeature`.
+
+The decoder checks the block structure that the binary grammar fixes: `else`
+may only follow the instructions of an `if` that has no `else` yet, and every
+block ends with `end` ("END opcode expected" otherwise, as in the spec
+interpreter). Blocks are tracked on an explicit stack, so deep nesting needs
+no recursion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from wasmtee import opcodes
+from wasmtee.binary.reader import (
+    _read_signed,
+    _read_unsigned,
+    read_f32_bits,
+    read_f64_bits,
+    read_len32,
+    read_s64,
+    read_u32,
+)
+from wasmtee.binary.types import (
+    PROPOSAL_TYPES,
+    VALUE_TYPES,
+    read_reftype,
+    read_valtype,
+)
+from wasmtee.errors import DecodeError, UnsupportedFeature
+from wasmtee.model import Instr
+from wasmtee.opcodes import OPS, Imm
+
+# Decoder kinds: what the loop in `decode_expr` does after reading an opcode.
+# The common ones are handled inline, the rest by the readers in `_READERS`.
+K_ILLEGAL = 0
+K_NONE = 1
+K_INDEX = 2  # one u32 index: label, function, local, global, table
+K_MEMARG = 3
+K_I32 = 4
+K_END = 5
+K_BLOCK = 6
+K_ELSE = 7
+K_PREFIX_FC = 8
+K_UNSUPPORTED = 9
+K_OTHER = 10  # read by a function from _READERS
+
+_IMM_TO_KIND = {
+    Imm.NONE: K_NONE,
+    Imm.LABEL: K_INDEX,
+    Imm.FUNC: K_INDEX,
+    Imm.LOCAL: K_INDEX,
+    Imm.GLOBAL: K_INDEX,
+    Imm.TABLE: K_INDEX,
+    Imm.DATA: K_INDEX,
+    Imm.ELEM: K_INDEX,
+    Imm.MEMARG: K_MEMARG,
+    Imm.I32: K_I32,
+    Imm.BLOCK_TYPE: K_BLOCK,
+}
+
+# Single-byte opcodes and prefixes of later proposals.
+PROPOSAL_OPCODES: dict[int, tuple[str, str]] = {
+    0x06: ("exception-handling", "try"),
+    0x07: ("exception-handling", "catch"),
+    0x08: ("exception-handling", "throw"),
+    0x09: ("exception-handling", "rethrow"),
+    0x0A: ("exception-handling", "throw_ref"),
+    0x18: ("exception-handling", "delegate"),
+    0x19: ("exception-handling", "catch_all"),
+    0x1F: ("exception-handling", "try_table"),
+    0x12: ("tail-call", "return_call"),
+    0x13: ("tail-call", "return_call_indirect"),
+    0x14: ("function-references", "call_ref"),
+    0x15: ("function-references", "return_call_ref"),
+    0xD3: ("function-references", "ref.as_non_null"),
+    0xD4: ("function-references", "br_on_null"),
+    0xD5: ("gc", "ref.eq"),
+    0xD6: ("function-references", "br_on_non_null"),
+    0xE0: ("stack-switching", "cont.new"),
+    0xE1: ("stack-switching", "cont.bind"),
+    0xE2: ("stack-switching", "suspend"),
+    0xE3: ("stack-switching", "resume"),
+    0xE4: ("stack-switching", "resume_throw"),
+    0xE5: ("stack-switching", "switch"),
+    0xFB: ("gc", "0xfb prefix"),
+}
+for _prefix, _feature in opcodes.UNSUPPORTED_PREFIXES.items():
+    PROPOSAL_OPCODES[_prefix] = (_feature, f"0x{_prefix:02x} prefix")
+
+# 0xFC sub-opcodes of later proposals.
+PROPOSAL_FC_OPCODES: dict[int, tuple[str, str]] = {
+    0x13: ("wide-arithmetic", "i64.add128"),
+    0x14: ("wide-arithmetic", "i64.sub128"),
+    0x15: ("wide-arithmetic", "i64.mul_wide_s"),
+    0x16: ("wide-arithmetic", "i64.mul_wide_u"),
+}
+
+Reader = Callable[[bytes, int], tuple[Any, int]]
+
+
+def _read_memory_zero(data: bytes, pos: int) -> tuple[int, int]:
+    """Read the reserved memory index byte of a 2.0 memory instruction."""
+    if data[pos] == 0:
+        return 0, pos + 1
+    index, end = read_u32(data, pos)
+    if index == 0:
+        raise DecodeError("zero byte expected (overlong encoding of 0)", pos)
+    raise UnsupportedFeature("multi-memory", f"memory index {index}", pos)
+
+
+def _read_br_table(data: bytes, pos: int) -> tuple[tuple[tuple[int, ...], int], int]:
+    count, pos = read_len32(data, pos)
+    labels = []
+    for _ in range(count):
+        label, pos = read_u32(data, pos)
+        labels.append(label)
+    default, pos = read_u32(data, pos)
+    return (tuple(labels), default), pos
+
+
+def _read_call_indirect(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
+    type_index, pos = read_u32(data, pos)
+    table_index, pos = read_u32(data, pos)
+    return (type_index, table_index), pos
+
+
+def _read_index_pair(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
+    first, pos = read_u32(data, pos)
+    second, pos = read_u32(data, pos)
+    return (first, second), pos
+
+
+def _read_heap_type(data: bytes, pos: int) -> tuple[Any, int]:
+    byte = data[pos]
+    if byte < 0x40 or 0x80 <= byte < 0xC0:
+        # A non-negative s33 is a type index: a typed function reference.
+        raise UnsupportedFeature("function-references", "typed ref.null", pos)
+    return read_reftype(data, pos)
+
+
+def _read_select_types(data: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
+    count, pos = read_len32(data, pos)
+    types = []
+    for _ in range(count):
+        valtype, pos = read_valtype(data, pos)
+        types.append(valtype)
+    return tuple(types), pos
+
+
+def _read_memory_init(data: bytes, pos: int) -> tuple[int, int]:
+    data_index, pos = read_u32(data, pos)
+    _, pos = _read_memory_zero(data, pos)
+    return data_index, pos
+
+
+def _read_memory_copy(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
+    _, pos = _read_memory_zero(data, pos)
+    _, pos = _read_memory_zero(data, pos)
+    return (0, 0), pos
+
+
+def _read_i64(data: bytes, pos: int) -> tuple[int, int]:
+    return read_s64(data, pos)
+
+
+_IMM_READERS: dict[Imm, Reader] = {
+    Imm.BR_TABLE: _read_br_table,
+    Imm.CALL_INDIRECT: _read_call_indirect,
+    Imm.MEMORY: _read_memory_zero,
+    Imm.I64: _read_i64,
+    Imm.F32: read_f32_bits,
+    Imm.F64: read_f64_bits,
+    Imm.REF_TYPE: _read_heap_type,
+    Imm.SELECT_TYPES: _read_select_types,
+    Imm.MEMORY_INIT: _read_memory_init,
+    Imm.MEMORY_COPY: _read_memory_copy,
+    Imm.TABLE_INIT: _read_index_pair,
+    Imm.TABLE_COPY: _read_index_pair,
+}
+
+
+def _index_reader(data: bytes, pos: int) -> tuple[int, int]:
+    return read_u32(data, pos)
+
+
+def _reader_for(imm: Imm) -> Reader:
+    if imm is Imm.NONE:
+        return lambda data, pos: (None, pos)
+    if _IMM_TO_KIND.get(imm) == K_INDEX:
+        return _index_reader
+    if imm is Imm.MEMARG:
+        return _read_memarg
+    if imm is Imm.I32:
+        return _read_i32
+    return _IMM_READERS[imm]
+
+
+def _read_memarg(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
+    start = pos
+    flags, pos = read_u32(data, pos)
+    if flags >= 0x40:
+        if flags < 0x80:
+            raise UnsupportedFeature("multi-memory", f"memarg flags 0x{flags:x}", start)
+        raise DecodeError(f"malformed memop flags (0x{flags:x})", start)
+    offset, pos = read_u32(data, pos)
+    return (flags, offset), pos
+
+
+def _read_i32(data: bytes, pos: int) -> tuple[int, int]:
+    return _read_signed(data, pos, 32)
+
+
+def _build_tables() -> tuple[list[int], list[Reader | None], dict[int, tuple[int, Reader]]]:
+    kinds = [K_ILLEGAL] * 256
+    readers: list[Reader | None] = [None] * 256
+    fc_ops: dict[int, tuple[int, Reader]] = {}
+    for code, info in OPS.items():
+        if code > 0xFF:
+            if code >> 8 == opcodes.PREFIX_FC:
+                fc_ops[code & 0xFF] = (code, _reader_for(info.imm))
+            continue
+        kind = _IMM_TO_KIND.get(info.imm, K_OTHER)
+        if kind == K_OTHER:
+            readers[code] = _IMM_READERS[info.imm]
+        kinds[code] = kind
+    kinds[opcodes.END] = K_END
+    kinds[opcodes.ELSE] = K_ELSE
+    kinds[opcodes.PREFIX_FC] = K_PREFIX_FC
+    for code in PROPOSAL_OPCODES:
+        kinds[code] = K_UNSUPPORTED
+    return kinds, readers, fc_ops
+
+
+_KINDS, _READERS, _FC_OPS = _build_tables()
+
+# Block kinds on the control stack of `decode_expr`.
+_BLOCK_OR_LOOP = 0
+_IF = 1
+_IF_WITH_ELSE = 2
+
+_DATA_INDEX_OPS = frozenset({opcodes.BY_NAME["memory.init"].code,
+                             opcodes.BY_NAME["data.drop"].code})
+
+
+def _read_block_type(data: bytes, pos: int) -> tuple[Any, int]:
+    byte = data[pos]
+    if byte == 0x40:
+        return None, pos + 1
+    valtype = VALUE_TYPES.get(byte)
+    if valtype is not None:
+        return valtype, pos + 1
+    if byte & 0xC0 == 0x40 or byte in PROPOSAL_TYPES:
+        # A one-byte negative s33: a value type, just not a 2.0 one.
+        return read_valtype(data, pos)
+    start = pos
+    index, pos = _read_signed(data, pos, 33)
+    if index < 0:
+        raise DecodeError(f"malformed block type ({index})", start)
+    return index, pos
+
+
+def _raise_illegal(data: bytes, start: int, op: int) -> None:
+    proposal = PROPOSAL_OPCODES.get(op)
+    if proposal is not None:
+        feature, name = proposal
+        raise UnsupportedFeature(feature, name, start)
+    raise DecodeError(f"illegal opcode {op:02x}", start)
+
+
+def _decode_fc(data: bytes, start: int, pos: int) -> tuple[int, Any, int]:
+    sub, pos = read_u32(data, pos)
+    entry = _FC_OPS.get(sub)
+    if entry is None:
+        proposal = PROPOSAL_FC_OPCODES.get(sub)
+        if proposal is not None:
+            raise UnsupportedFeature(proposal[0], proposal[1], start)
+        raise DecodeError(f"illegal opcode fc {sub:02x}", start)
+    code, reader = entry
+    imm, pos = reader(data, pos)
+    return code, imm, pos
+
+
+def decode_expr(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
+    """Decode instructions from `pos` up to the `end` that closes the sequence.
+
+    Return the instructions (the final `end` included), the position after
+    them, and whether any instruction names a data segment (memory.init,
+    data.drop), which makes the data count section required. Reading past
+    the end of `data` raises IndexError, which the caller reports.
+    """
+    instrs: list[Instr] = []
+    append = instrs.append
+    new = tuple.__new__
+    instr_type = Instr
+    kinds = _KINDS
+    control: list[int] = []
+    uses_data_index = False
+    while True:
+        start = pos
+        op = data[pos]
+        pos += 1
+        kind = kinds[op]
+        if kind == K_NONE:
+            append(new(instr_type, (op, None, start)))
+        elif kind == K_INDEX:
+            byte = data[pos]
+            if byte < 0x80:
+                pos += 1
+                append(new(instr_type, (op, byte, start)))
+            else:
+                index, pos = _read_unsigned(data, pos, 32)
+                append(new(instr_type, (op, index, start)))
+        elif kind == K_MEMARG:
+            flags = data[pos]
+            offset = data[pos + 1]
+            if flags < 0x40 and offset < 0x80:
+                pos += 2
+                append(new(instr_type, (op, (flags, offset), start)))
+            else:
+                memarg, pos = _read_memarg(data, pos)
+                append(new(instr_type, (op, memarg, start)))
+        elif kind == K_I32:
+            byte = data[pos]
+            if byte < 0x80:
+                pos += 1
+                append(new(instr_type, (op, byte - 0x80 if byte & 0x40 else byte, start)))
+            else:
+                value, pos = _read_signed(data, pos, 32)
+                append(new(instr_type, (op, value, start)))
+        elif kind == K_END:
+            append(new(instr_type, (op, None, start)))
+            if not control:
+                return instrs, pos, uses_data_index
+            control.pop()
+        elif kind == K_BLOCK:
+            block_type, pos = _read_block_type(data, pos)
+            append(new(instr_type, (op, block_type, start)))
+            control.append(_IF if op == opcodes.IF else _BLOCK_OR_LOOP)
+        elif kind == K_ELSE:
+            if not control or control[-1] != _IF:
+                raise DecodeError("END opcode expected (else outside if)", start)
+            control[-1] = _IF_WITH_ELSE
+            append(new(instr_type, (op, None, start)))
+        elif kind == K_OTHER:
+            imm, pos = _READERS[op](data, pos)  # type: ignore[misc]
+            append(new(instr_type, (op, imm, start)))
+        elif kind == K_PREFIX_FC:
+            code, imm, pos = _decode_fc(data, start, pos)
+            if code in _DATA_INDEX_OPS:
+                uses_data_index = True
+            append(new(instr_type, (code, imm, start)))
+        else:
+            _raise_illegal(data, start, op)

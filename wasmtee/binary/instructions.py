@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wasmtee import opcodes
+from wasmtee.binary.notes import DecodeNotes
 from wasmtee.binary.reader import (
     _read_signed,
     _read_unsigned,
@@ -27,6 +28,7 @@ from wasmtee.binary.reader import (
     read_len32,
     read_s64,
     read_u32,
+    read_u64,
 )
 from wasmtee.binary.types import (
     PROPOSAL_TYPES,
@@ -51,6 +53,7 @@ K_ELSE = 7
 K_PREFIX_FC = 8
 K_UNSUPPORTED = 9
 K_OTHER = 10  # read by a function from _READERS
+K_DEFERRED = 11  # a proposal opcode from DEFERRED_PROPOSAL_OPCODES
 
 _IMM_TO_KIND = {
     Imm.NONE: K_NONE,
@@ -66,24 +69,14 @@ _IMM_TO_KIND = {
     Imm.BLOCK_TYPE: K_BLOCK,
 }
 
-# Single-byte opcodes and prefixes of later proposals.
+# Single-byte opcodes and prefixes of later proposals, which raise
+# UnsupportedFeature at once.
 PROPOSAL_OPCODES: dict[int, tuple[str, str]] = {
-    0x06: ("exception-handling", "try"),
-    0x07: ("exception-handling", "catch"),
-    0x08: ("exception-handling", "throw"),
-    0x09: ("exception-handling", "rethrow"),
-    0x0A: ("exception-handling", "throw_ref"),
-    0x18: ("exception-handling", "delegate"),
-    0x19: ("exception-handling", "catch_all"),
-    0x1F: ("exception-handling", "try_table"),
-    0x12: ("tail-call", "return_call"),
-    0x13: ("tail-call", "return_call_indirect"),
-    0x14: ("function-references", "call_ref"),
-    0x15: ("function-references", "return_call_ref"),
-    0xD3: ("function-references", "ref.as_non_null"),
-    0xD4: ("function-references", "br_on_null"),
-    0xD5: ("gc", "ref.eq"),
-    0xD6: ("function-references", "br_on_non_null"),
+    0x06: ("legacy-exceptions", "try"),
+    0x07: ("legacy-exceptions", "catch"),
+    0x09: ("legacy-exceptions", "rethrow"),
+    0x18: ("legacy-exceptions", "delegate"),
+    0x19: ("legacy-exceptions", "catch_all"),
     0xE0: ("stack-switching", "cont.new"),
     0xE1: ("stack-switching", "cont.bind"),
     0xE2: ("stack-switching", "suspend"),
@@ -106,14 +99,26 @@ PROPOSAL_FC_OPCODES: dict[int, tuple[str, str]] = {
 Reader = Callable[[bytes, int], tuple[Any, int]]
 
 
-def _read_memory_zero(data: bytes, pos: int) -> tuple[int, int]:
-    """Read the reserved memory index byte of a 2.0 memory instruction."""
-    if data[pos] == 0:
-        return 0, pos + 1
+def _read_memory_index(data: bytes, pos: int) -> tuple[int, int]:
+    """Read the memory index of memory.size, memory.grow or memory.fill.
+
+    WebAssembly 2.0 reserves a zero byte here; 3.0 reads a u32 index. The
+    index is kept, so that the validator reports "unknown memory 1" as the
+    spec test suite expects.
+    """
+    return read_u32(data, pos)
+
+
+def _read_memory_zero(data: bytes, pos: int) -> int:
+    """Read a memory index that the module model can only express as 0."""
     index, end = read_u32(data, pos)
-    if index == 0:
-        raise DecodeError("zero byte expected (overlong encoding of 0)", pos)
-    raise UnsupportedFeature("multi-memory", f"memory index {index}", pos)
+    if index != 0:
+        raise UnsupportedFeature("multi-memory", f"memory index {index}", pos)
+    return end
+
+
+def _index_reader_early(data: bytes, pos: int) -> tuple[int, int]:
+    return read_u32(data, pos)
 
 
 def _read_br_table(data: bytes, pos: int) -> tuple[tuple[tuple[int, ...], int], int]:
@@ -157,24 +162,60 @@ def _read_select_types(data: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
 
 def _read_memory_init(data: bytes, pos: int) -> tuple[int, int]:
     data_index, pos = read_u32(data, pos)
-    _, pos = _read_memory_zero(data, pos)
+    pos = _read_memory_zero(data, pos)
     return data_index, pos
 
 
 def _read_memory_copy(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
-    _, pos = _read_memory_zero(data, pos)
-    _, pos = _read_memory_zero(data, pos)
-    return (0, 0), pos
+    destination, pos = read_u32(data, pos)
+    source, pos = read_u32(data, pos)
+    return (destination, source), pos
+
+
+def _read_try_table(data: bytes, pos: int) -> tuple[Any, int]:
+    block_type, pos = _read_block_type(data, pos)
+    count, pos = read_len32(data, pos)
+    for _ in range(count):
+        kind = data[pos]
+        if kind > 3:
+            raise DecodeError(f"malformed catch clause (0x{kind:02x})", pos)
+        pos += 1
+        if kind < 2:
+            _, pos = read_u32(data, pos)  # the tag index
+        _, pos = read_u32(data, pos)  # the label
+    return block_type, pos
 
 
 def _read_i64(data: bytes, pos: int) -> tuple[int, int]:
     return read_s64(data, pos)
 
 
+def _read_nothing(data: bytes, pos: int) -> tuple[None, int]:
+    return None, pos
+
+
+# Opcodes of later proposals whose immediates are simple enough to decode.
+# Decoding goes on past them and records the feature, so that a malformed
+# module is still reported as malformed, as the spec test suite expects.
+DEFERRED_PROPOSAL_OPCODES: dict[int, tuple[str, str, Reader]] = {
+    0x08: ("exception-handling", "throw", _index_reader_early),
+    0x0A: ("exception-handling", "throw_ref", _read_nothing),
+    0x1F: ("exception-handling", "try_table", _read_try_table),
+    0x12: ("tail-call", "return_call", _index_reader_early),
+    0x13: ("tail-call", "return_call_indirect", _read_call_indirect),
+    0x14: ("function-references", "call_ref", _index_reader_early),
+    0x15: ("function-references", "return_call_ref", _index_reader_early),
+    0xD3: ("gc", "ref.eq", _read_nothing),
+    0xD4: ("function-references", "ref.as_non_null", _read_nothing),
+    0xD5: ("function-references", "br_on_null", _index_reader_early),
+    0xD6: ("function-references", "br_on_non_null", _index_reader_early),
+}
+TRY_TABLE = 0x1F
+
 _IMM_READERS: dict[Imm, Reader] = {
     Imm.BR_TABLE: _read_br_table,
     Imm.CALL_INDIRECT: _read_call_indirect,
-    Imm.MEMORY: _read_memory_zero,
+    Imm.MEMORY: _read_memory_index,
     Imm.I64: _read_i64,
     Imm.F32: read_f32_bits,
     Imm.F64: read_f64_bits,
@@ -187,15 +228,11 @@ _IMM_READERS: dict[Imm, Reader] = {
 }
 
 
-def _index_reader(data: bytes, pos: int) -> tuple[int, int]:
-    return read_u32(data, pos)
-
-
 def _reader_for(imm: Imm) -> Reader:
     if imm is Imm.NONE:
         return lambda data, pos: (None, pos)
     if _IMM_TO_KIND.get(imm) == K_INDEX:
-        return _index_reader
+        return _index_reader_early
     if imm is Imm.MEMARG:
         return _read_memarg
     if imm is Imm.I32:
@@ -204,13 +241,25 @@ def _reader_for(imm: Imm) -> Reader:
 
 
 def _read_memarg(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
+    """Read a memarg as WebAssembly 3.0 encodes it.
+
+    Bit 6 of the flags announces a memory index; index 0 is memory 0 as in
+    2.0, any other needs multi-memory. The offset is a u64 so that offsets of
+    2**32 and more reach the validator, which rejects them for a 32-bit
+    memory as the spec test suite expects.
+    """
     start = pos
     flags, pos = read_u32(data, pos)
     if flags >= 0x40:
-        if flags < 0x80:
-            raise UnsupportedFeature("multi-memory", f"memarg flags 0x{flags:x}", start)
-        raise DecodeError(f"malformed memop flags (0x{flags:x})", start)
-    offset, pos = read_u32(data, pos)
+        if flags >= 0x80:
+            raise DecodeError(f"malformed memop flags (0x{flags:x})", start)
+        index_pos = pos
+        memory_index, pos = read_u32(data, pos)
+        if memory_index != 0:
+            raise UnsupportedFeature("multi-memory", f"memory index {memory_index}",
+                                     index_pos)
+        flags &= 0x3F
+    offset, pos = read_u64(data, pos)
     return (flags, offset), pos
 
 
@@ -236,6 +285,8 @@ def _build_tables() -> tuple[list[int], list[Reader | None], dict[int, tuple[int
     kinds[opcodes.PREFIX_FC] = K_PREFIX_FC
     for code in PROPOSAL_OPCODES:
         kinds[code] = K_UNSUPPORTED
+    for code in DEFERRED_PROPOSAL_OPCODES:
+        kinds[code] = K_DEFERRED
     return kinds, readers, fc_ops
 
 
@@ -288,13 +339,19 @@ def _decode_fc(data: bytes, start: int, pos: int) -> tuple[int, Any, int]:
     return code, imm, pos
 
 
-def decode_expr(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
+def _decode_deferred(data: bytes, start: int, op: int,
+                     notes: DecodeNotes) -> tuple[Any, int]:
+    feature, name, reader = DEFERRED_PROPOSAL_OPCODES[op]
+    notes.defer(UnsupportedFeature(feature, name, start))
+    return reader(data, start + 1)
+
+
+def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr], int]:
     """Decode instructions from `pos` up to the `end` that closes the sequence.
 
-    Return the instructions (the final `end` included), the position after
-    them, and whether any instruction names a data segment (memory.init,
-    data.drop), which makes the data count section required. Reading past
-    the end of `data` raises IndexError, which the caller reports.
+    Return the instructions (the final `end` included) and the position after
+    them. Reading past the end of `data` raises IndexError, which the caller
+    reports.
     """
     instrs: list[Instr] = []
     append = instrs.append
@@ -302,7 +359,6 @@ def decode_expr(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
     instr_type = Instr
     kinds = _KINDS
     control: list[int] = []
-    uses_data_index = False
     while True:
         start = pos
         op = data[pos]
@@ -338,7 +394,7 @@ def decode_expr(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
         elif kind == K_END:
             append(new(instr_type, (op, None, start)))
             if not control:
-                return instrs, pos, uses_data_index
+                return instrs, pos
             control.pop()
         elif kind == K_BLOCK:
             block_type, pos = _read_block_type(data, pos)
@@ -355,7 +411,12 @@ def decode_expr(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
         elif kind == K_PREFIX_FC:
             code, imm, pos = _decode_fc(data, start, pos)
             if code in _DATA_INDEX_OPS:
-                uses_data_index = True
+                notes.uses_data_index = True
             append(new(instr_type, (code, imm, start)))
+        elif kind == K_DEFERRED:
+            imm, pos = _decode_deferred(data, start, op, notes)
+            append(new(instr_type, (op, imm, start)))
+            if op == TRY_TABLE:
+                control.append(_BLOCK_OR_LOOP)
         else:
             _raise_illegal(data, start, op)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from wasmtee.binary.instructions import decode_expr
+from wasmtee.binary.notes import DecodeNotes
 from wasmtee.binary.names import decode_name_section
 from wasmtee.binary.reader import (
     UNEXPECTED_END,
@@ -33,6 +34,7 @@ from wasmtee.binary.types import (
     read_reftype,
     read_table_type,
     read_valtype,
+    skip_gc_composite_type,
 )
 from wasmtee.errors import DecodeError, UnsupportedFeature
 from wasmtee.model import (
@@ -41,6 +43,7 @@ from wasmtee.model import (
     ElemSegment,
     Export,
     ExternKind,
+    FuncType,
     Function,
     Global,
     Import,
@@ -88,13 +91,15 @@ class _State:
     module: Module
     func_type_indices: list[int] = field(default_factory=list)
     bodies: list[Function] = field(default_factory=list)
-    code_uses_data_index: bool = False
+    code_notes: DecodeNotes = field(default_factory=DecodeNotes)
+    const_notes: DecodeNotes = field(default_factory=DecodeNotes)
+    # Encodings of later proposals met outside instructions.
+    notes: DecodeNotes = field(default_factory=DecodeNotes)
     has_name_section: bool = False
 
 
-def _read_const_expr(data: bytes, pos: int) -> tuple[ConstExpr, int]:
-    instrs, pos, _ = decode_expr(data, pos)
-    return instrs, pos
+def _read_const_expr(data: bytes, pos: int, state: _State) -> tuple[ConstExpr, int]:
+    return decode_expr(data, pos, state.const_notes)
 
 
 def _read_vec_count(data: bytes, pos: int) -> tuple[int, int]:
@@ -107,6 +112,13 @@ def _type_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     types = state.module.types
     for _ in range(count):
+        type_pos = pos
+        after_gc_type = skip_gc_composite_type(data, pos)
+        if after_gc_type is not None:
+            state.notes.defer(UnsupportedFeature("gc", "struct or array type", type_pos))
+            pos = after_gc_type
+            types.append(FuncType((), ()))  # a placeholder: the module is rejected
+            continue
         func_type, pos = read_func_type(data, pos)
         types.append(func_type)
     return pos
@@ -128,9 +140,9 @@ def _import_section(data: bytes, pos: int, state: _State) -> int:
         if kind is ExternKind.FUNC:
             desc, pos = read_u32(data, pos)
         elif kind is ExternKind.TABLE:
-            desc, pos = read_table_type(data, pos)
+            desc, pos = read_table_type(data, pos, state.notes)
         elif kind is ExternKind.MEMORY:
-            desc, pos = read_memory_type(data, pos)
+            desc, pos = read_memory_type(data, pos, state.notes)
         elif kind is ExternKind.GLOBAL:
             desc, pos = read_global_type(data, pos)
         elif kind_byte == _TAG_KIND:
@@ -161,7 +173,7 @@ def _table_section(data: bytes, pos: int, state: _State) -> int:
         if data[pos] == 0x40:
             raise UnsupportedFeature("function-references",
                                      "table with an initializer expression", pos)
-        table_type, pos = read_table_type(data, pos)
+        table_type, pos = read_table_type(data, pos, state.notes)
         tables.append(Table(table_type))
     return pos
 
@@ -172,7 +184,7 @@ def _memory_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     mems = state.module.mems
     for _ in range(count):
-        memory_type, pos = read_memory_type(data, pos)
+        memory_type, pos = read_memory_type(data, pos, state.notes)
         mems.append(Memory(memory_type))
     return pos
 
@@ -184,7 +196,7 @@ def _global_section(data: bytes, pos: int, state: _State) -> int:
     globals_ = state.module.globals
     for _ in range(count):
         global_type, pos = read_global_type(data, pos)
-        init, pos = _read_const_expr(data, pos)
+        init, pos = _read_const_expr(data, pos, state)
         globals_.append(Global(global_type, init))
     return pos
 
@@ -228,11 +240,11 @@ def _read_func_index_exprs(data: bytes, pos: int) -> tuple[list[ConstExpr], int]
     return exprs, pos
 
 
-def _read_expr_vec(data: bytes, pos: int) -> tuple[list[ConstExpr], int]:
+def _read_expr_vec(data: bytes, pos: int, state: _State) -> tuple[list[ConstExpr], int]:
     count, pos = _read_vec_count(data, pos)
     exprs: list[ConstExpr] = []
     for _ in range(count):
-        expr, pos = _read_const_expr(data, pos)
+        expr, pos = _read_const_expr(data, pos, state)
         exprs.append(expr)
     return exprs, pos
 
@@ -244,7 +256,7 @@ def _read_elem_kind(data: bytes, pos: int) -> tuple[ValType, int]:
     return ValType.FUNCREF, pos + 1
 
 
-def _read_elem_segment(data: bytes, pos: int) -> tuple[ElemSegment, int]:
+def _read_elem_segment(data: bytes, pos: int, state: _State) -> tuple[ElemSegment, int]:
     """Read one element segment in any of the 8 encodings (spec 5.5.12).
 
     Bit 0 of the flags marks a passive or declarative segment, bit 1 an
@@ -263,7 +275,7 @@ def _read_elem_segment(data: bytes, pos: int) -> tuple[ElemSegment, int]:
         mode = SegmentMode.ACTIVE
         if flags & 2:
             table_index, pos = read_u32(data, pos)
-        offset, pos = _read_const_expr(data, pos)
+        offset, pos = _read_const_expr(data, pos, state)
     uses_exprs = bool(flags & 4)
     if flags & 3:
         if uses_exprs:
@@ -273,7 +285,7 @@ def _read_elem_segment(data: bytes, pos: int) -> tuple[ElemSegment, int]:
     else:
         elem_type = ValType.FUNCREF
     if uses_exprs:
-        init, pos = _read_expr_vec(data, pos)
+        init, pos = _read_expr_vec(data, pos, state)
     else:
         init, pos = _read_func_index_exprs(data, pos)
     return ElemSegment(elem_type, init, mode, table_index, offset), pos
@@ -283,7 +295,7 @@ def _element_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     elems = state.module.elems
     for _ in range(count):
-        segment, pos = _read_elem_segment(data, pos)
+        segment, pos = _read_elem_segment(data, pos, state)
         elems.append(segment)
     return pos
 
@@ -322,10 +334,8 @@ def _code_section(data: bytes, pos: int, state: _State) -> int:
         entry_pos = pos
         _, start, end = read_sized(data, pos)
         local_types, pos = _read_locals(data, start)
-        body, pos, uses_data_index = decode_expr(data, pos)
+        body, pos = decode_expr(data, pos, state.code_notes)
         check_size(pos, start, end)
-        if uses_data_index:
-            state.code_uses_data_index = True
         bodies.append(Function(-1, local_types, body, entry_pos))
     return pos
 
@@ -348,7 +358,7 @@ def _data_section(data: bytes, pos: int, state: _State) -> int:
             memory_index, pos = read_u32(data, pos)
         else:
             raise DecodeError(f"malformed data segment kind ({flags})", flags_pos)
-        offset, pos = _read_const_expr(data, pos)
+        offset, pos = _read_const_expr(data, pos, state)
         init, pos = read_bytes(data, pos)
         datas.append(DataSegment(init, SegmentMode.ACTIVE, memory_index, offset))
     return pos
@@ -462,11 +472,15 @@ def _finish(data: bytes, state: _State) -> Module:
             f"(data count {module.data_count}, {len(module.datas)} segments)",
             len(data),
         )
-    if module.data_count is None and state.code_uses_data_index:
+    if module.data_count is None and state.code_notes.uses_data_index:
         raise DecodeError(
             "data count section required (memory.init or data.drop is used)",
             len(data),
         )
+    for unsupported in (state.notes.unsupported, state.const_notes.unsupported,
+                        state.code_notes.unsupported):
+        if unsupported is not None:
+            raise unsupported
     for type_index, function in zip(type_indices, bodies):
         function.type_index = type_index
     module.funcs = bodies

@@ -82,6 +82,9 @@ def read_u32(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def read_u64(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
     return _read_unsigned(data, pos, 64)
 
 

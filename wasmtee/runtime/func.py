@@ -1,0 +1,133 @@
+"""Function instances: the one calling convention shared by both tiers and host code.
+
+Every function instance has `type` (a `FuncType`), `name` (debug name or
+None) and `call(*raw_args)`, which returns None for no results, the raw value
+for one result and a tuple for two or more (docs/internals.md). Wasm functions
+also carry the `module_instance` they belong to and their `index` in its
+function index space; host functions leave both None.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from wasmtee.errors import Trap, TrapCode, WasmteeError
+from wasmtee.model import FuncType
+
+if TYPE_CHECKING:
+    from wasmtee.runtime.caller import Caller
+    from wasmtee.runtime.instance import ModuleInstance
+
+logger = logging.getLogger(__name__)
+
+
+class FunctionInstance:
+    """A callable function of any origin: a wasm function on either tier, or a host function.
+
+    Tiers create wasm functions directly, filling `call` with their entry point.
+    Positional order: `FunctionInstance(type, name, call, module_instance, index)`.
+    """
+
+    __slots__ = ("type", "name", "call", "module_instance", "index", "__weakref__", "__dict__")
+
+    def __init__(
+        self,
+        type: FuncType,
+        name: str | None = None,
+        call: Callable[..., Any] | None = None,
+        module_instance: ModuleInstance | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.type = type
+        self.call = call if call is not None else _not_ready
+        self.name = name
+        self.module_instance = module_instance
+        self.index = index
+
+    def __repr__(self) -> str:
+        label = self.name or (f"func {self.index}" if self.index is not None else "anonymous")
+        return f"<{type(self).__name__} {label} {self.type}>"
+
+
+def _not_ready(*_args: object) -> Any:
+    from wasmtee.errors import InternalError
+
+    raise InternalError("function called before its tier installed an entry point")
+
+
+def _host_error(func: HostFunction, exc: BaseException) -> Trap:
+    detail = f"{func.name or 'host function'}: {type(exc).__name__}: {exc}"
+    return Trap(TrapCode.HOST_ERROR, detail)
+
+
+class HostFunction(FunctionInstance):
+    """A function implemented in Python, taking and returning raw values.
+
+    With `access_caller=True` the callable receives a `Caller` before the wasm
+    arguments. Instantiation binds one copy per importing instance with
+    `bind(caller)`, so the tier-facing `call` never changes shape.
+
+    `call` raises what the callable raises when it is a WasmteeError (Trap,
+    WasiExit, ...); any other exception becomes Trap(HOST_ERROR) whose
+    `__cause__` is the original.
+    """
+
+    __slots__ = ("callable", "access_caller", "caller")
+
+    def __init__(
+        self,
+        func_type: FuncType,
+        callable: Callable[..., Any],
+        access_caller: bool = False,
+        name: str | None = None,
+        caller: Caller | None = None,
+    ) -> None:
+        if not isinstance(func_type, FuncType):
+            raise TypeError(f"expected a FuncType, got {func_type!r}")
+        super().__init__(func_type, name=name)
+        self.callable = callable
+        self.access_caller = access_caller
+        self.caller = caller
+        self.call = self._make_call()
+
+    def _make_call(self) -> Callable[..., Any]:
+        fn = self.callable
+        me = self
+        if self.access_caller:
+            caller = self.caller
+            if caller is None:
+                from wasmtee.runtime.caller import Caller
+
+                caller = Caller(None, None)
+
+            def call(*args: Any) -> Any:
+                try:
+                    return fn(caller, *args)
+                except WasmteeError:
+                    raise
+                except RecursionError as exc:
+                    raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
+                except Exception as exc:
+                    raise _host_error(me, exc) from exc
+
+        else:
+
+            def call(*args: Any) -> Any:
+                try:
+                    return fn(*args)
+                except WasmteeError:
+                    raise
+                except RecursionError as exc:
+                    raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
+                except Exception as exc:
+                    raise _host_error(me, exc) from exc
+
+        return call
+
+    def bind(self, caller: Caller) -> HostFunction:
+        """Return a copy whose callable receives `caller`; self when it takes no caller."""
+        if not self.access_caller:
+            return self
+        bound = HostFunction(self.type, self.callable, True, self.name, caller)
+        return bound

@@ -1,0 +1,309 @@
+"""Module instances and instantiation (WebAssembly 2.0, section 4.5.4)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Sequence
+
+from wasmtee.errors import InternalError, LinkError, ResourceLimitExceeded, Trap, TrapCode
+from wasmtee.model import (
+    ConstExpr,
+    ExternKind,
+    FuncType,
+    GlobalType,
+    Import,
+    Limits,
+    MemoryType,
+    Module,
+    SegmentMode,
+    TableType,
+)
+from wasmtee.runtime.caller import Caller
+from wasmtee.runtime.func import FunctionInstance, HostFunction
+from wasmtee.runtime.global_ import GlobalInstance
+from wasmtee.runtime.memory import MemoryInstance
+from wasmtee.runtime.table import TableInstance
+from wasmtee.values import MASK32, MASK64, f32_from_bits, f64_from_bits
+
+if TYPE_CHECKING:
+    from wasmtee.runtime.store import Store
+
+logger = logging.getLogger(__name__)
+
+Extern = FunctionInstance | TableInstance | MemoryInstance | GlobalInstance
+
+
+class ModuleInstance:
+    """One instantiated module.
+
+    `funcs`, `tables`, `mems` and `globals` are the full index spaces
+    (imports first). `types` holds the module's function types interned in
+    the store. `elems` are lists of raw references (a dropped segment is an
+    empty list), `datas` bytes (dropped is b""), `exports` maps names to
+    runtime objects.
+    """
+
+    def __init__(self, module: Module, store: Store, name: str | None = None) -> None:
+        self.module = module
+        self.store = store
+        self.name = name if name is not None else module.names.module_name
+        self.types: list[FuncType] = [store.intern_type(t) for t in module.types]
+        self.funcs: list[FunctionInstance] = []
+        self.tables: list[TableInstance] = []
+        self.mems: list[MemoryInstance] = []
+        self.globals: list[GlobalInstance] = []
+        self.elems: list[list[Any]] = []
+        self.datas: list[bytes] = []
+        self.exports: dict[str, Extern] = {}
+        self.info: Any = None
+        self.compiled: Any = None
+
+    def export(self, name: str) -> Extern | None:
+        return self.exports.get(name)
+
+    def close(self) -> None:
+        """Release the memories this instance defined (not imported ones)."""
+        imported = len(self.module.imports_of(ExternKind.MEMORY))
+        for memory in self.mems[imported:]:
+            memory.close()
+
+    def __repr__(self) -> str:
+        return f"<ModuleInstance {self.name or 'anonymous'}>"
+
+
+# -- import matching ----------------------------------------------------------
+
+
+def _limits_match(actual: Limits, expected: Limits) -> bool:
+    if actual.min < expected.min:
+        return False
+    if expected.max is None:
+        return True
+    return actual.max is not None and actual.max <= expected.max
+
+
+def _limits_text(limits: Limits) -> str:
+    return f"{limits.min}" if limits.max is None else f"{limits.min}..{limits.max}"
+
+
+def extern_type_text(item: Any) -> str:
+    """Describe a runtime object's extern type for error messages."""
+    if isinstance(item, FunctionInstance):
+        return f"func {item.type}"
+    if isinstance(item, TableInstance):
+        return f"table {item.type.elem_type} {_limits_text(Limits(item.size, item.type.limits.max))}"
+    if isinstance(item, MemoryInstance):
+        return f"memory {_limits_text(Limits(item.pages, item.type.limits.max))}"
+    if isinstance(item, GlobalInstance):
+        mut = "mut " if item.type.mutable else ""
+        return f"global {mut}{item.type.val_type}"
+    return type(item).__name__
+
+
+def _expected_text(module: Module, imp: Import) -> str:
+    desc = imp.desc
+    if imp.kind is ExternKind.FUNC:
+        return f"func {module.types[desc]}"  # type: ignore[index]
+    if isinstance(desc, TableType):
+        return f"table {desc.elem_type} {_limits_text(desc.limits)}"
+    if isinstance(desc, MemoryType):
+        return f"memory {_limits_text(desc.limits)}"
+    if isinstance(desc, GlobalType):
+        return f"global {'mut ' if desc.mutable else ''}{desc.val_type}"
+    return str(imp.kind)
+
+
+def check_import(module: Module, imp: Import, item: Any) -> None:
+    """Raise LinkError "incompatible import type" unless `item` matches the import."""
+    desc = imp.desc
+    ok = False
+    if imp.kind is ExternKind.FUNC:
+        ok = isinstance(item, FunctionInstance) and item.type == module.types[desc]  # type: ignore[index]
+    elif imp.kind is ExternKind.TABLE:
+        ok = (
+            isinstance(item, TableInstance)
+            and isinstance(desc, TableType)
+            and item.type.elem_type == desc.elem_type
+            and _limits_match(Limits(item.size, item.type.limits.max), desc.limits)
+        )
+    elif imp.kind is ExternKind.MEMORY:
+        ok = (
+            isinstance(item, MemoryInstance)
+            and isinstance(desc, MemoryType)
+            and _limits_match(Limits(item.pages, item.type.limits.max), desc.limits)
+        )
+    elif imp.kind is ExternKind.GLOBAL:
+        ok = isinstance(item, GlobalInstance) and item.type == desc
+    if not ok:
+        raise LinkError(
+            f"incompatible import type ({imp.module}.{imp.name}: expected "
+            f"{_expected_text(module, imp)}, got {extern_type_text(item)})"
+        )
+
+
+# -- constant expressions ----------------------------------------------------
+
+
+def eval_const(expr: ConstExpr, instance: ModuleInstance) -> Any:
+    """Evaluate a validated constant expression to a raw value."""
+    stack: list[Any] = []
+    push = stack.append
+    for instr in expr:
+        op = instr.op
+        if op == 0x41:
+            push(instr.imm & MASK32)
+        elif op == 0x42:
+            push(instr.imm & MASK64)
+        elif op == 0x43:
+            push(f32_from_bits(instr.imm))
+        elif op == 0x44:
+            push(f64_from_bits(instr.imm))
+        elif op == 0x23:
+            push(instance.globals[instr.imm].value)
+        elif op == 0xD0:
+            push(None)
+        elif op == 0xD2:
+            push(instance.funcs[instr.imm])
+        elif op == 0x0B:
+            break
+        elif op in (0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E):
+            b = stack.pop()
+            a = stack.pop()
+            mask = MASK32 if op < 0x70 else MASK64
+            kind = op if op < 0x70 else op - 0x12
+            if kind == 0x6A:
+                push((a + b) & mask)
+            elif kind == 0x6B:
+                push((a - b) & mask)
+            else:
+                push((a * b) & mask)
+        else:
+            raise InternalError(f"constant expression has a non-constant instruction (opcode 0x{op:x})")
+    if len(stack) != 1:
+        raise InternalError(f"constant expression left {len(stack)} values")
+    return stack[0]
+
+
+# -- instantiation ------------------------------------------------------------
+
+
+def instantiate(
+    store: Store,
+    module: Module,
+    info: Any,
+    imports: Sequence[Any],
+    compiled: Any = None,
+    name: str | None = None,
+) -> ModuleInstance:
+    """Instantiate a validated module with resolved imports, in import order.
+
+    `compiled` is the tier's CompiledModule; when None the store's engine
+    compiles the module. Raises LinkError for a missing or mismatched import,
+    ResourceLimitExceeded when the store's limits are exceeded, and Trap when
+    a segment is out of bounds or the start function traps.
+    """
+    if len(imports) != len(module.imports):
+        missing = module.imports[len(imports)] if len(imports) < len(module.imports) else None
+        where = f"{missing.module}.{missing.name}" if missing else "extra imports"
+        raise LinkError(
+            f"unknown import ({where}: {len(module.imports)} imports expected, {len(imports)} given)"
+        )
+    if store.instance_limit is not None and store.instance_count >= store.instance_limit:
+        raise ResourceLimitExceeded(
+            f"instance count exceeds limit (limit {store.instance_limit})"
+        )
+    for imp, item in zip(module.imports, imports):
+        check_import(module, imp, item)
+    if compiled is None:
+        compiled = store.engine.tier.compile(module, info, store.config)
+
+    instance = ModuleInstance(module, store, name)
+    instance.info = info
+    instance.compiled = compiled
+    caller: Caller | None = None
+    for imp, item in zip(module.imports, imports):
+        if imp.kind is ExternKind.FUNC:
+            if isinstance(item, HostFunction) and item.access_caller:
+                if caller is None:
+                    caller = Caller(instance, store)
+                item = item.bind(caller)
+            instance.funcs.append(item)
+        elif imp.kind is ExternKind.TABLE:
+            instance.tables.append(item)
+        elif imp.kind is ExternKind.MEMORY:
+            instance.mems.append(item)
+        else:
+            instance.globals.append(item)
+
+    # Tables and memories first: they may fail on limits before any code is made.
+    for table in module.tables:
+        instance.tables.append(TableInstance(table.type, None, store.table_limit))
+    for mem in module.mems:
+        instance.mems.append(store.new_memory(MemoryInstance(mem.type, store.memory_limit_pages)))
+    store.instance_count += 1
+
+    defined = compiled.make_functions(instance)
+    if len(defined) != len(module.funcs):
+        raise InternalError(
+            f"tier made {len(defined)} functions for a module that defines {len(module.funcs)}"
+        )
+    instance.funcs.extend(defined)
+    for glob in module.globals:
+        instance.globals.append(GlobalInstance(glob.type, eval_const(glob.init, instance)))
+    for seg in module.elems:
+        instance.elems.append([eval_const(expr, instance) for expr in seg.init])
+    instance.datas = [seg.init for seg in module.datas]
+
+    for export in module.exports:
+        space: list[Any]
+        if export.kind is ExternKind.FUNC:
+            space = instance.funcs
+        elif export.kind is ExternKind.TABLE:
+            space = instance.tables
+        elif export.kind is ExternKind.MEMORY:
+            space = instance.mems
+        else:
+            space = instance.globals
+        item = space[export.index]
+        instance.exports[export.name] = item
+        if isinstance(item, FunctionInstance) and item.name is None:
+            item.name = export.name
+
+    logger.debug(
+        "instantiating %s: %d functions, %d memories, %d tables",
+        instance.name or "module", len(instance.funcs), len(instance.mems), len(instance.tables),
+    )
+    # Element and data segments in order; a failing one traps and aborts
+    # instantiation, and the writes before it stay (WebAssembly 2.0).
+    for index, seg in enumerate(module.elems):
+        if seg.mode is SegmentMode.ACTIVE:
+            offset = eval_const(seg.offset, instance)  # type: ignore[arg-type]
+            refs = instance.elems[index]
+            table = instance.tables[seg.table_index]
+            if offset + len(refs) > table.size:
+                raise Trap(
+                    TrapCode.TABLE_OUT_OF_BOUNDS,
+                    f"element segment {index} at offset {offset}, length {len(refs)}, "
+                    f"table size {table.size}",
+                )
+            table.init(offset, refs, 0, len(refs))
+            instance.elems[index] = []
+        elif seg.mode is SegmentMode.DECLARATIVE:
+            instance.elems[index] = []
+    for index, dseg in enumerate(module.datas):
+        if dseg.mode is SegmentMode.ACTIVE:
+            offset = eval_const(dseg.offset, instance)  # type: ignore[arg-type]
+            memory = instance.mems[dseg.memory_index]
+            if offset + len(dseg.init) > memory.size:
+                raise Trap(
+                    TrapCode.MEMORY_OUT_OF_BOUNDS,
+                    f"data segment {index} at offset {offset}, length {len(dseg.init)}, "
+                    f"memory size {memory.size}",
+                )
+            memory.write(offset, dseg.init)
+            instance.datas[index] = b""
+
+    if module.start is not None:
+        instance.funcs[module.start].call()
+    return instance
+

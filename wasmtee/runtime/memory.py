@@ -1,0 +1,220 @@
+"""Linear memory: one anonymous mapping reserved at the largest size it may reach.
+
+The mapping is created once with MAP_NORESERVE, so untouched pages cost
+address space but no RAM, and its address never changes: native code may
+keep the base pointer across `memory.grow`. Pages beyond `size` are mapped
+but out of bounds; every access is checked against `size`, never `len(buf)`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import mmap
+import struct
+import weakref
+from typing import Callable
+
+from wasmtee.errors import ResourceLimitExceeded, Trap, TrapCode
+from wasmtee.model import Limits, MemoryType
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 65536
+MAX_PAGES = 65536  # 4 GiB, the 32-bit address space
+
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)
+_FLAGS = mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20) | _MAP_NORESERVE
+
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def _release(buf: mmap.mmap) -> None:
+    """Unmap `buf`; when views still export it, drop its pages instead."""
+    if buf.closed:
+        return
+    try:
+        buf.close()
+    except BufferError:
+        # A memoryview still refers to the mapping; it is unmapped when the
+        # last view dies. Give the pages back to the kernel meanwhile.
+        try:
+            buf.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+class MemoryInstance:
+    """A linear memory.
+
+    `buf` is the mmap, `size` the current length in bytes (a multiple of
+    65536), `max_pages` the largest page count `grow` may reach, and
+    `address` the base pointer for native code.
+
+    Raises ResourceLimitExceeded when the minimum size exceeds the limit or
+    the address space cannot hold the reservation.
+    """
+
+    __slots__ = (
+        "type", "buf", "size", "max_pages", "limit_pages", "_address",
+        "_finalizer", "on_grow", "__weakref__",
+    )
+
+    def __init__(self, mem_type: MemoryType, limit_pages: int | None = None) -> None:
+        limits = mem_type.limits
+        max_pages = MAX_PAGES
+        if limits.max is not None:
+            max_pages = min(max_pages, limits.max)
+        if limit_pages is not None:
+            max_pages = min(max_pages, max(limit_pages, 0))
+        if limits.min > max_pages:
+            raise ResourceLimitExceeded(
+                f"memory size exceeds limit (minimum {limits.min} pages, "
+                f"limit {max_pages} pages)"
+            )
+        self.type = mem_type
+        self.max_pages = max_pages
+        self.limit_pages = limit_pages
+        self.size = limits.min * PAGE_SIZE
+        # mmap refuses a zero length, so a memory that can never grow still maps one page.
+        reserve = max(max_pages, 1) * PAGE_SIZE
+        try:
+            self.buf = mmap.mmap(-1, reserve, flags=_FLAGS)
+        except OSError as exc:
+            raise ResourceLimitExceeded(
+                f"cannot reserve linear memory ({reserve} bytes): {exc.strerror}"
+            ) from None
+        self._address: int | None = None
+        self._finalizer = weakref.finalize(self, _release, self.buf)
+        # Callbacks run after a successful grow with (memory, old_pages).
+        self.on_grow: list[Callable[[MemoryInstance, int], None]] = []
+
+    @classmethod
+    def from_limits(cls, min_pages: int, max_pages: int | None = None) -> MemoryInstance:
+        return cls(MemoryType(Limits(min_pages, max_pages)))
+
+    @property
+    def pages(self) -> int:
+        return self.size // PAGE_SIZE
+
+    @property
+    def closed(self) -> bool:
+        return self.buf.closed
+
+    @property
+    def address(self) -> int:
+        """The base address of the mapping; valid until `close()`."""
+        if self._address is None:
+            anchor = ctypes.c_char.from_buffer(self.buf)
+            self._address = ctypes.addressof(anchor)
+            del anchor  # release the buffer export so close() stays possible
+        return self._address
+
+    def grow(self, delta_pages: int) -> int:
+        """Grow by `delta_pages` pages; return the old page count, or -1 when it cannot."""
+        old = self.size // PAGE_SIZE
+        if delta_pages < 0:
+            return -1
+        new = old + delta_pages
+        if new > self.max_pages or self.buf.closed:
+            return -1
+        self.size = new * PAGE_SIZE
+        for callback in self.on_grow:
+            callback(self, old)
+        return old
+
+    def close(self) -> None:
+        """Release the mapping. Later accesses trap or raise ValueError."""
+        self.size = 0
+        self.max_pages = 0
+        self._address = None
+        self._finalizer()
+
+    # Host helpers. Tiers access `buf` directly; host functions use these.
+
+    def _oob(self, address: int, length: int) -> Trap:
+        return Trap(
+            TrapCode.MEMORY_OUT_OF_BOUNDS,
+            f"address 0x{address:x}, length {length}, memory size 0x{self.size:x}",
+        )
+
+    def check(self, address: int, length: int) -> None:
+        """Raise Trap(MEMORY_OUT_OF_BOUNDS) unless [address, address+length) is in bounds."""
+        if address < 0 or length < 0 or address + length > self.size:
+            raise self._oob(address, length)
+
+    def read(self, address: int, length: int) -> bytes:
+        """Return `length` bytes at `address`.
+
+        Raises Trap(MEMORY_OUT_OF_BOUNDS) naming the address.
+        """
+        if address < 0 or length < 0 or address + length > self.size:
+            raise self._oob(address, length)
+        return self.buf[address:address + length]
+
+    def write(self, address: int, data: bytes | bytearray | memoryview) -> None:
+        """Write `data` at `address`.
+
+        Raises Trap(MEMORY_OUT_OF_BOUNDS) naming the address.
+        """
+        length = len(data)
+        if address < 0 or address + length > self.size:
+            raise self._oob(address, length)
+        self.buf[address:address + length] = data
+
+    def view(self, address: int, length: int) -> memoryview:
+        """Return a writable view of [address, address+length); release it before close()."""
+        self.check(address, length)
+        return memoryview(self.buf)[address:address + length]
+
+    def read_cstring(self, address: int, max_length: int | None = None) -> bytes:
+        """Return the bytes from `address` up to (not including) the next NUL byte.
+
+        Raises Trap(MEMORY_OUT_OF_BOUNDS) when no NUL occurs before the end.
+        """
+        self.check(address, 0)
+        end = self.size if max_length is None else min(self.size, address + max_length)
+        stop = self.buf.find(b"\0", address, end)
+        if stop < 0:
+            raise self._oob(address, end - address + 1)
+        return self.buf[address:stop]
+
+    def _load(self, fmt: struct.Struct, address: int) -> int:
+        if address < 0 or address + fmt.size > self.size:
+            raise self._oob(address, fmt.size)
+        return fmt.unpack_from(self.buf, address)[0]
+
+    def _store(self, fmt: struct.Struct, address: int, value: int) -> None:
+        if address < 0 or address + fmt.size > self.size:
+            raise self._oob(address, fmt.size)
+        fmt.pack_into(self.buf, address, value & ((1 << (8 * fmt.size)) - 1))
+
+    def load_u8(self, address: int) -> int:
+        return self._load(_U8, address)
+
+    def load_u16(self, address: int) -> int:
+        return self._load(_U16, address)
+
+    def load_u32(self, address: int) -> int:
+        return self._load(_U32, address)
+
+    def load_u64(self, address: int) -> int:
+        return self._load(_U64, address)
+
+    def store_u8(self, address: int, value: int) -> None:
+        self._store(_U8, address, value)
+
+    def store_u16(self, address: int, value: int) -> None:
+        self._store(_U16, address, value)
+
+    def store_u32(self, address: int, value: int) -> None:
+        self._store(_U32, address, value)
+
+    def store_u64(self, address: int, value: int) -> None:
+        self._store(_U64, address, value)
+
+    def __repr__(self) -> str:
+        return f"<MemoryInstance {self.pages} pages, max {self.max_pages}>"

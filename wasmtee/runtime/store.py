@@ -1,0 +1,169 @@
+"""The store: limits, fuel and interruption cells, interned types, owned memories."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+
+from wasmtee.errors import UsageError
+from wasmtee.model import FuncType
+from wasmtee.runtime.config import Config, Engine
+from wasmtee.runtime.memory import PAGE_SIZE, MemoryInstance
+
+logger = logging.getLogger(__name__)
+
+
+def _check_limit(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{name} must be a non-negative int or None, got {value!r}")
+    return value
+
+
+def _fire(cell: list[bool]) -> None:
+    cell[0] = True
+
+
+class Store:
+    """All runtime state of a group of instances, and the limits that bound it.
+
+    `fuel_cell` is a one-element list with the remaining fuel when the
+    engine consumes fuel, else None. `interrupt_cell[0]` turns True on
+    `interrupt()` or when a deadline passes, and stays True until
+    `set_deadline()` or `clear_interrupt()`. `max_call_depth` bounds wasm
+    recursion. `data` is free for the embedder.
+    """
+
+    def __init__(self, engine: Engine | None = None, data: Any = None) -> None:
+        if engine is None:
+            engine = Engine(Config(tier="python"))
+        if not isinstance(engine, Engine):
+            raise UsageError(f"expected an Engine, got {engine!r}")
+        self.engine = engine
+        self.config: Config = engine.config
+        self.data = data
+        self.fuel_cell: list[int] | None = [0] if self.config.consume_fuel else None
+        self.interrupt_cell: list[bool] = [False]
+        self.max_call_depth: int = self.config.max_call_depth
+        self.memory_limit: int | None = None  # bytes per linear memory
+        self.table_limit: int | None = None  # elements per table
+        self.instance_limit: int | None = None
+        self.instance_count = 0
+        self._types: dict[FuncType, FuncType] = {}
+        self._memories: weakref.WeakSet[MemoryInstance] = weakref.WeakSet()
+        self._timer: threading.Timer | None = None
+        self._closed = False
+
+    # -- fuel --------------------------------------------------------------
+
+    def _fuel(self) -> list[int]:
+        if self.fuel_cell is None:
+            raise UsageError("fuel is not enabled: create the engine with Config(consume_fuel=True)")
+        return self.fuel_cell
+
+    def set_fuel(self, fuel: int) -> None:
+        """Set the remaining fuel. Raises UsageError when fuel is disabled or `fuel` < 0."""
+        cell = self._fuel()
+        if isinstance(fuel, bool) or not isinstance(fuel, int) or fuel < 0:
+            raise UsageError(f"fuel must be a non-negative int, got {fuel!r}")
+        cell[0] = fuel
+
+    def get_fuel(self) -> int:
+        """Return the remaining fuel. Raises UsageError when fuel is disabled."""
+        return max(self._fuel()[0], 0)
+
+    # -- limits ------------------------------------------------------------
+
+    def set_limits(
+        self,
+        memory_size: int | None = None,
+        table_elements: int | None = None,
+        instances: int | None = None,
+    ) -> None:
+        """Bound each linear memory (bytes), each table (elements) and the instance count.
+
+        A None argument removes that limit. The memory limit applies to
+        memories created afterwards: it fixes their reservation.
+        Raises UsageError for a negative or non-int limit.
+        """
+        self.memory_limit = _check_limit("memory_size", memory_size)
+        self.table_limit = _check_limit("table_elements", table_elements)
+        self.instance_limit = _check_limit("instances", instances)
+
+    @property
+    def memory_limit_pages(self) -> int | None:
+        return None if self.memory_limit is None else self.memory_limit // PAGE_SIZE
+
+    # -- interruption ------------------------------------------------------
+
+    def _require_interruption(self) -> None:
+        if not self.config.epoch_interruption:
+            raise UsageError(
+                "interruption is not enabled: create the engine with "
+                "Config(epoch_interruption=True)"
+            )
+
+    def interrupt(self) -> None:
+        """Make running wasm code in this store trap with INTERRUPTED; safe from any thread.
+
+        Raises UsageError when the engine does not enable interruption.
+        """
+        self._require_interruption()
+        self.interrupt_cell[0] = True
+
+    def clear_interrupt(self) -> None:
+        """Let code run again after an interrupt."""
+        self.interrupt_cell[0] = False
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """Interrupt this store `seconds` from now (None cancels); clears an earlier interrupt.
+
+        Raises UsageError when the engine does not enable interruption.
+        """
+        self._require_interruption()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.interrupt_cell[0] = False
+        if seconds is None:
+            return
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise UsageError(f"deadline must be a non-negative number of seconds, got {seconds!r}")
+        # The timer holds the cell, not the store, so it never keeps the store alive.
+        timer = threading.Timer(float(seconds), _fire, (self.interrupt_cell,))
+        timer.daemon = True
+        timer.start()
+        self._timer = timer
+
+    # -- shared state ------------------------------------------------------
+
+    def intern_type(self, func_type: FuncType) -> FuncType:
+        """Return the store's canonical object equal to `func_type`."""
+        return self._types.setdefault(func_type, func_type)
+
+    def new_memory(self, memory: MemoryInstance) -> MemoryInstance:
+        """Record a memory so that `close()` releases it."""
+        self._memories.add(memory)
+        return memory
+
+    def close(self) -> None:
+        """Release every memory of this store and cancel its deadline."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for memory in list(self._memories):
+            memory.close()
+        self._memories = weakref.WeakSet()
+        self._closed = True
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.instance_count} instances>"

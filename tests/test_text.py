@@ -443,3 +443,46 @@ def test_script_text_module_parses_lazily():
     commands = parse_script('(assert_malformed (module (func (i32.const 1 2))) "unexpected")')
     with pytest.raises(WatSyntaxError):
         commands[0].module.parse_text()
+
+
+def structure(module):
+    """Return the parts of a module that the text and binary forms must agree on."""
+    def instrs(body):
+        return [(i.op, i.imm) for i in body]
+
+    return {
+        "types": module.types,
+        "imports": module.imports,
+        "funcs": [(f.type_index, f.locals, instrs(f.body)) for f in module.funcs],
+        "tables": module.tables,
+        "mems": module.mems,
+        "globals": [(g.type, instrs(g.init)) for g in module.globals],
+        "exports": module.exports,
+        "start": module.start,
+        "elems": [(e.elem_type, [instrs(x) for x in e.init], e.mode, e.table_index,
+                   instrs(e.offset or [])) for e in module.elems],
+        "datas": [(d.init, d.mode, d.memory_index, instrs(d.offset or []))
+                  for d in module.datas],
+        "data_count": module.data_count,
+    }
+
+
+@pytest.mark.skipif(shutil.which("wasm-tools") is None, reason="wasm-tools is not installed")
+@pytest.mark.parametrize("source", _ROUND_TRIP_MODULES + [
+    """(module (memory 1) (data $d "abc")
+        (table 3 funcref) (elem $e funcref (ref.func 0) (ref.null func))
+        (func (memory.init $d (i32.const 0) (i32.const 0) (i32.const 1)) (data.drop $d)
+              (table.init $e (i32.const 0) (i32.const 0) (i32.const 1)) (elem.drop $e)))""",
+])
+def test_matches_decoded_wasm_tools_binary(source, tmp_path):
+    from wasmtee.binary import decode_module
+
+    wat = tmp_path / "m.wat"
+    wat.write_text(source)
+    binary = tmp_path / "m.wasm"
+    subprocess.run(["wasm-tools", "parse", str(wat), "-o", str(binary)], check=True)
+    decoded = decode_module(binary.read_bytes())
+    mine = structure(parse_wat(source))
+    reference = structure(decoded)
+    for key in reference:
+        assert mine[key] == reference[key], key

@@ -9,27 +9,44 @@ from __future__ import annotations
 
 from typing import Any
 
+from wasmtee.binary import decode_module
 from wasmtee.model import FuncType, Module, ValType
+from wasmtee.runtime import Config, Engine, ModuleInstance, Store, instantiate
+from wasmtee.script.spectest import spectest_exports
+
+# One engine per tier, shared by every script, so tiers load once per process.
+_ENGINES: dict[str, Engine] = {}
+
+
+class SpectestInstance:
+    """The spectest host module, with the same `export(name)` lookup as a ModuleInstance."""
+
+    def __init__(self, store: Store) -> None:
+        self.exports = spectest_exports(store)
+
+    def export(self, name: str) -> object | None:
+        return self.exports.get(name)
 
 
 class Backend:
     """Decodes, validates and instantiates modules in one store on one tier."""
 
     def __init__(self, tier: str = "python") -> None:
-        from wasmtee.binary import decode_module
         from wasmtee.valid import validate_module
 
+        engine = _ENGINES.get(tier)
+        if engine is None:
+            engine = _ENGINES[tier] = Engine(Config(tier=tier))
         self.tier = tier
-        self._decode = decode_module
+        self.store = Store(engine)
         self._validate = validate_module
-        self._spectest: Any = None
-        self._setup_runtime()
+        self._spectest = SpectestInstance(self.store)
 
-    def _setup_runtime(self) -> None:
-        raise NotImplementedError("the runtime is not available yet")
+    def close(self) -> None:
+        self.store.close()
 
     def decode(self, data: bytes) -> Module:
-        return self._decode(data)
+        return decode_module(data)
 
     def validate(self, module: Module) -> object:
         return self._validate(module)
@@ -38,13 +55,18 @@ class Backend:
         return self._spectest
 
     def instantiate(self, module: Module, info: object, externs: list[object]) -> object:
-        raise NotImplementedError
+        return instantiate(self.store, module, info, externs)
 
-    def export(self, instance: object, name: str) -> object | None:
-        raise NotImplementedError
+    def export(self, instance: Any, name: str) -> object | None:
+        return instance.export(name)
 
     def call(self, func: Any, args: list[object]) -> tuple[list[object], list[ValType]]:
+        """Call a function instance with raw arguments; return raw results and their types."""
         func_type: FuncType = func.type
+        if len(args) != len(func_type.params):
+            from wasmtee.errors import UsageError
+
+            raise UsageError(f"expected {len(func_type.params)} arguments, got {len(args)}")
         result = func.call(*args)
         results = list(func_type.results)
         if not results:
@@ -58,3 +80,6 @@ class Backend:
 
     def global_type(self, extern: Any) -> ValType:
         return extern.type.val_type
+
+
+__all__ = ["Backend", "ModuleInstance", "SpectestInstance"]

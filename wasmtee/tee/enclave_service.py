@@ -38,7 +38,9 @@ from wasmtee.tee.protocol import (
     PROTOCOL_VERSION,
     decode_message,
 )
+from wasmtee.tee.guest_api import GuestAttestation
 from wasmtee.tee.sealing import Sealer, SealPolicy
+from wasmtee.tee.verify import Policy
 from wasmtee.tee import wasm_host
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class EnclaveService:
         self._identity: EnclaveIdentity | None = None
         self._attester: Attester | None = None
         self._sealer: Sealer | None = None
+        self._platform: Any = None
         self._runtime: wasm_host.WasmRuntime | None = None
         self._modules: dict[bytes, LoadedModule] = {}
         self._instances: dict[bytes, Any] = {}
@@ -159,6 +162,7 @@ class EnclaveService:
         )
         identity = platform.bind_identity(identity)
         self._identity = identity
+        self._platform = platform
         self.max_message_size = config.max_message_size
         self._attester = Attester(platform, identity, clock=self._host_time)
         self._sealer = Sealer(platform, identity)
@@ -218,10 +222,22 @@ class EnclaveService:
         module = self._module(args)
         if len(self._instances) >= MAX_INSTANCES:
             raise EnclaveError(f"too many instances (max {MAX_INSTANCES})")
-        instance = self._wasm().instantiate(module.compiled)
+        instance = self._wasm().instantiate(module.compiled, self._guest_attestation(module))
         handle = os.urandom(HANDLE_SIZE)
         self._instances[handle] = instance
         return {"handle": handle}
+
+    def _guest_attestation(self, module: LoadedModule) -> GuestAttestation:
+        assert self._attester is not None and self._platform is not None
+        platform = self._platform
+        roots = [platform.root_certificate] if platform.simulated else []
+
+        def policy(mr_enclave: bytes, mr_signer: bytes) -> Policy:
+            # A simulated enclave can only talk to simulated (debug) peers.
+            return Policy(mr_enclave=mr_enclave, allow_simulation=platform.simulated,
+                          allow_debug=platform.simulated)
+
+        return GuestAttestation(self._attester, module.sha256, roots, policy)
 
     def _call(self, args: dict[str, Any]) -> list[Any]:
         _check_keys("call", args, {"instance", "export", "args"})

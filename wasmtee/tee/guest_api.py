@@ -31,7 +31,7 @@ from wasmtee.tee.attester import Attester
 from wasmtee.tee.errors import QuoteFormatError, VerificationError
 from wasmtee.tee.evidence import CLAIM_USER_DATA, decode_evidence
 from wasmtee.tee.quote import parse_quote
-from wasmtee.tee.verify import Claims, Policy, verify_evidence
+from wasmtee.tee.verify import Claims, Policy, intel_root_from_quote, verify_evidence
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,12 @@ class GuestAttestation:
         # The policy pins the identity the quote claims, so the signature and
         # chain checks below decide whether that identity is genuine.
         policy = self._policy(unverified_quote.body.mr_enclave, unverified_quote.body.mr_signer)
-        return verify_evidence(evidence, policy, self._roots)
+        roots = list(self._roots)
+        try:
+            roots.append(intel_root_from_quote(quote))
+        except VerificationError:
+            pass  # not a hardware chain; the configured roots decide
+        return verify_evidence(evidence, policy, roots)
 
     # -- wasm-facing functions ---------------------------------------------------
 

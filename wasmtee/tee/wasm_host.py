@@ -42,11 +42,28 @@ class WasmRuntime:
     def compile(self, module_bytes: bytes) -> Any:
         return self._api.Module(self._engine, module_bytes)
 
-    def instantiate(self, module: Any) -> Any:
+    def instantiate(self, module: Any, host_imports: Any = None) -> Any:
+        """Instantiate `module` in a fresh store.
+
+        `host_imports` is a GuestAttestation (or None); its functions are
+        defined under the "wasmtee_attest" import module.
+        """
         store = self._api.Store(self._engine)
         linker = self._api.Linker(self._engine)
+        if host_imports is not None:
+            self._define_guest_functions(linker, host_imports)
         instance = linker.instantiate(store, module)
         return (store, instance)
+
+    def _define_guest_functions(self, linker: Any, guest: Any) -> None:
+        from wasmtee.model import FuncType, ValType
+        from wasmtee.tee.guest_api import IMPORT_MODULE
+
+        for name, (params, results, function) in guest.host_functions().items():
+            func_type = FuncType(tuple(ValType.I32 for _ in params),
+                                 tuple(ValType.I32 for _ in results))
+            linker.define_func(IMPORT_MODULE, name, func_type, _with_memory(function),
+                               access_caller=True)
 
     def call(self, instance: Any, export: str, args: list[Any]) -> list[Any]:
         store, wasm_instance = instance
@@ -69,6 +86,22 @@ class WasmRuntime:
         # TODO: needs the WASI backend interface (wasmtee/wasi), which is not
         # in this build yet, so run_wasi always fails with EnclaveError.
         raise EnclaveError("run_wasi is not available: wasmtee.wasi is missing from this build")
+
+
+def _with_memory(function: Any) -> Any:
+    """Adapt a guest API function to a host function that receives the Caller.
+
+    The embedding API passes i32 arguments as signed integers, and the
+    guest API wants addresses and lengths as unsigned ones.
+    """
+
+    def host_function(caller: Any, *args: int) -> int:
+        memory = caller.memory
+        if memory is None:
+            return -1
+        return int(function(memory, *(arg & 0xFFFFFFFF for arg in args)))
+
+    return host_function
 
 
 __all__ = ["WasmRuntime", "WasmteeError"]

@@ -352,6 +352,9 @@ def run_script_file(path: str | Path, tier: str = "python") -> Summary:
         summary.failures.append(Failure(str(path), 0, f"malformed UTF-8 encoding: {exc}"))
         return summary
     backend = Backend(tier)
-    summary = run_script_text(text, str(path), backend)
+    try:
+        summary = run_script_text(text, str(path), backend)
+    finally:
+        backend.close()
     log.info("%s: %s in %.2fs", path, summary.line(), summary.seconds)
     return summary

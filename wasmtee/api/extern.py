@@ -1,0 +1,410 @@
+"""Typed wrappers over runtime objects: Func, Memory, Table, Global.
+
+Values cross this boundary in API form: i32 and i64 as signed ints, f32 and
+f64 as floats, funcref as a `Func` or None, externref as any object or None.
+Every method takes the store (or a Caller) first, as in wasmtime-py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from wasmtee.errors import Trap, TrapCode, UsageError
+from wasmtee.model import FuncType, GlobalType, MemoryType, TableType, ValType
+from wasmtee.runtime.caller import Caller
+from wasmtee.runtime.func import FunctionInstance, HostFunction
+from wasmtee.runtime.global_ import GlobalInstance
+from wasmtee.runtime.memory import PAGE_SIZE, MemoryInstance
+from wasmtee.runtime.store import Store
+from wasmtee.runtime.table import TableInstance
+from wasmtee.values import api_from_raw, raw_from_api
+
+
+def store_of(store: Any) -> Store:
+    """Return the Store behind a Store or Caller. Raises UsageError for anything else."""
+    if isinstance(store, Store):
+        return store
+    if isinstance(store, Caller) and store.store is not None:
+        return store.store
+    raise UsageError(f"expected a Store or Caller, got {store!r}")
+
+
+def to_raw(val_type: ValType, value: Any) -> Any:
+    """Convert an API value to a raw value. Raises UsageError when it does not fit."""
+    if val_type is ValType.FUNCREF:
+        if value is None:
+            return None
+        if isinstance(value, Func):
+            return value._func
+        if isinstance(value, FunctionInstance):
+            return value
+        raise UsageError(f"expected a Func or None for funcref, got {value!r}")
+    try:
+        return raw_from_api(val_type, value)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def from_raw(val_type: ValType, value: Any) -> Any:
+    """Convert a raw value to its API form."""
+    if val_type is ValType.FUNCREF:
+        return None if value is None else Func._wrap(value)
+    return api_from_raw(val_type, value)
+
+
+def wrap_extern(item: Any) -> Any:
+    """Return the API wrapper of a runtime object (function, memory, table, global)."""
+    if isinstance(item, FunctionInstance):
+        return Func._wrap(item)
+    if isinstance(item, MemoryInstance):
+        return Memory._wrap(item)
+    if isinstance(item, TableInstance):
+        return Table._wrap(item)
+    if isinstance(item, GlobalInstance):
+        return Global._wrap(item)
+    if isinstance(item, (Func, Memory, Table, Global)):
+        return item
+    raise UsageError(f"not an extern: {item!r}")
+
+
+def unwrap_extern(item: Any) -> Any:
+    """Return the runtime object behind an API wrapper (runtime objects pass through).
+
+    Raises UsageError for anything that is not an extern.
+    """
+    if isinstance(item, Func):
+        return item._func
+    if isinstance(item, Memory):
+        return item._memory
+    if isinstance(item, Table):
+        return item._table
+    if isinstance(item, Global):
+        return item._global
+    if isinstance(item, (FunctionInstance, MemoryInstance, TableInstance, GlobalInstance)):
+        return item
+    raise UsageError(f"not an extern (Func, Memory, Table or Global): {item!r}")
+
+
+def _results_to_raw(results: tuple[ValType, ...], out: Any) -> Any:
+    if not results:
+        if out is not None:
+            raise TypeError(f"host function has no results but returned {out!r}")
+        return None
+    if len(results) == 1:
+        return to_raw(results[0], out)
+    if not isinstance(out, (list, tuple)) or len(out) != len(results):
+        raise TypeError(f"host function must return {len(results)} values, got {out!r}")
+    return tuple(to_raw(t, v) for t, v in zip(results, out))
+
+
+def _api_host(
+    func_type: FuncType, fn: Callable[..., Any], access_caller: bool
+) -> Callable[..., Any]:
+    """Wrap an API-level callable as a raw-level host callable."""
+    params = func_type.params
+    results = func_type.results
+    simple = all(t in (ValType.F32, ValType.F64, ValType.EXTERNREF) for t in params)
+    if access_caller:
+
+        def raw_with_caller(caller: Caller, *args: Any) -> Any:
+            if not simple:
+                args = tuple(from_raw(t, a) for t, a in zip(params, args))
+            return _results_to_raw(results, fn(caller, *args))
+
+        return raw_with_caller
+
+    def raw(*args: Any) -> Any:
+        if not simple:
+            args = tuple(from_raw(t, a) for t, a in zip(params, args))
+        return _results_to_raw(results, fn(*args))
+
+    return raw
+
+
+class Func:
+    """A function: wasm or host. Call it with `func(store, *args)`.
+
+    Raises UsageError when `ty` is not a FuncType or `fn` is not callable.
+    """
+
+    __slots__ = ("_func",)
+
+    def __init__(
+        self,
+        store: Any,
+        ty: FuncType,
+        fn: Callable[..., Any],
+        access_caller: bool = False,
+    ) -> None:
+        st = store_of(store)
+        if not isinstance(ty, FuncType):
+            raise UsageError(f"expected a FuncType, got {ty!r}")
+        if not callable(fn):
+            raise UsageError(f"expected a callable, got {fn!r}")
+        ty = st.intern_type(ty)
+        name = getattr(fn, "__name__", None)
+        self._func: FunctionInstance = HostFunction(
+            ty, _api_host(ty, fn, access_caller), access_caller, name
+        )
+
+    @classmethod
+    def _wrap(cls, func: FunctionInstance) -> Func:
+        self = cls.__new__(cls)
+        self._func = func
+        return self
+
+    def type(self, store: Any = None) -> FuncType:
+        """Return the function's type."""
+        return self._func.type
+
+    @property
+    def param_arity(self) -> int:
+        return len(self._func.type.params)
+
+    @property
+    def result_arity(self) -> int:
+        return len(self._func.type.results)
+
+    @property
+    def name(self) -> str | None:
+        return self._func.name
+
+    def __call__(self, store: Any, *args: Any) -> Any:
+        """Call the function; return None, one value, or a list for several results.
+
+        Raises UsageError for a wrong argument count or type, Trap when the
+        function traps, and whatever WasmteeError a host function raises.
+        """
+        store_of(store)
+        func = self._func
+        ty = func.type
+        params = ty.params
+        if len(args) != len(params):
+            raise UsageError(
+                f"wrong number of arguments: {func.name or 'function'} expects "
+                f"{len(params)}, got {len(args)}"
+            )
+        raw = [to_raw(t, a) for t, a in zip(params, args)]
+        try:
+            out = func.call(*raw)
+        except RecursionError as exc:
+            raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
+        results = ty.results
+        if not results:
+            return None
+        if len(results) == 1:
+            return from_raw(results[0], out)
+        return [from_raw(t, v) for t, v in zip(results, out)]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Func) and other._func is self._func
+
+    def __hash__(self) -> int:
+        return id(self._func)
+
+    def __repr__(self) -> str:
+        return f"<Func {self._func.name or ''} {self._func.type}>"
+
+
+class Memory:
+    """A linear memory. `Memory(store, MemoryType)` creates a new one.
+
+    Raises ResourceLimitExceeded when the store's memory limit is smaller
+    than the minimum size.
+    """
+
+    __slots__ = ("_memory",)
+
+    def __init__(self, store: Any, ty: MemoryType) -> None:
+        st = store_of(store)
+        if not isinstance(ty, MemoryType):
+            raise UsageError(f"expected a MemoryType, got {ty!r}")
+        self._memory = st.new_memory(MemoryInstance(ty, st.memory_limit_pages))
+
+    @classmethod
+    def _wrap(cls, memory: MemoryInstance) -> Memory:
+        self = cls.__new__(cls)
+        self._memory = memory
+        return self
+
+    def type(self, store: Any = None) -> MemoryType:
+        return self._memory.type
+
+    def size(self, store: Any = None) -> int:
+        """Return the size in pages."""
+        return self._memory.size // PAGE_SIZE
+
+    def data_len(self, store: Any = None) -> int:
+        """Return the size in bytes."""
+        return self._memory.size
+
+    def grow(self, store: Any, delta: int) -> int:
+        """Grow by `delta` pages and return the old size in pages.
+
+        Raises UsageError for a negative delta and Trap(MEMORY_OUT_OF_BOUNDS)
+        when the memory cannot grow (its maximum or the store's limit).
+        """
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta < 0:
+            raise UsageError(f"delta must be a non-negative int, got {delta!r}")
+        old = self._memory.grow(delta)
+        if old < 0:
+            raise Trap(
+                TrapCode.MEMORY_OUT_OF_BOUNDS,
+                f"cannot grow memory by {delta} pages from {self.size()} "
+                f"(maximum {self._memory.max_pages})",
+            )
+        return old
+
+    def read(self, store: Any, start: int | None = 0, stop: int | None = None) -> bytearray:
+        """Return a copy of memory[start:stop] (slice semantics, clamped to the size)."""
+        size = self._memory.size
+        begin, end, _ = slice(start, stop).indices(size)
+        if end <= begin:
+            return bytearray()
+        return bytearray(self._memory.buf[begin:end])
+
+    def write(self, store: Any, data: bytes | bytearray | memoryview, start: int | None = None) -> int:
+        """Write `data` at `start` (negative counts from the end); return the length.
+
+        Raises Trap(MEMORY_OUT_OF_BOUNDS) naming the address when it does not fit.
+        """
+        size = self._memory.size
+        begin = slice(start, None).indices(size)[0] if start is not None else 0
+        if start is not None and start >= size and len(data):
+            begin = start
+        self._memory.write(begin, data)
+        return len(data)
+
+    @property
+    def address(self) -> int:
+        """The base address for native code; valid while the memory lives."""
+        return self._memory.address
+
+    def close(self) -> None:
+        """Release the mapping; the memory is unusable afterwards."""
+        self._memory.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Memory) and other._memory is self._memory
+
+    def __hash__(self) -> int:
+        return id(self._memory)
+
+    def __repr__(self) -> str:
+        return f"<Memory {self.size()} pages>"
+
+
+class Table:
+    """A table of references. `Table(store, TableType, init)` creates a new one.
+
+    Raises ResourceLimitExceeded when the store's table limit is smaller
+    than the minimum size, UsageError when `init` does not fit the type.
+    """
+
+    __slots__ = ("_table",)
+
+    def __init__(self, store: Any, ty: TableType, init: Any = None) -> None:
+        st = store_of(store)
+        if not isinstance(ty, TableType):
+            raise UsageError(f"expected a TableType, got {ty!r}")
+        self._table = TableInstance(ty, to_raw(ty.elem_type, init), st.table_limit)
+
+    @classmethod
+    def _wrap(cls, table: TableInstance) -> Table:
+        self = cls.__new__(cls)
+        self._table = table
+        return self
+
+    def type(self, store: Any = None) -> TableType:
+        return self._table.type
+
+    def size(self, store: Any = None) -> int:
+        return self._table.size
+
+    def get(self, store: Any, index: int) -> Any:
+        """Return the element at `index`, or None when it is out of bounds (as wasmtime-py)."""
+        elements = self._table.elements
+        if not 0 <= index < len(elements):
+            return None
+        return from_raw(self._table.type.elem_type, elements[index])
+
+    def set(self, store: Any, index: int, value: Any) -> None:
+        """Set the element at `index`. Raises Trap(TABLE_OUT_OF_BOUNDS) or UsageError."""
+        self._table.set(index, to_raw(self._table.type.elem_type, value))
+
+    def grow(self, store: Any, delta: int, init: Any = None) -> int:
+        """Grow by `delta` elements set to `init`; return the old size.
+
+        Raises Trap(TABLE_OUT_OF_BOUNDS) when the table cannot grow.
+        """
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta < 0:
+            raise UsageError(f"delta must be a non-negative int, got {delta!r}")
+        old = self._table.grow(delta, to_raw(self._table.type.elem_type, init))
+        if old < 0:
+            raise Trap(
+                TrapCode.TABLE_OUT_OF_BOUNDS,
+                f"cannot grow table by {delta} from {self._table.size} (maximum {self._table.max})",
+            )
+        return old
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Table) and other._table is self._table
+
+    def __hash__(self) -> int:
+        return id(self._table)
+
+    def __repr__(self) -> str:
+        return f"<Table {self._table.type.elem_type} size {self._table.size}>"
+
+
+class Global:
+    """A global variable. `Global(store, GlobalType, value)` creates a new one.
+
+    Raises UsageError when `value` does not fit the type.
+    """
+
+    __slots__ = ("_global",)
+
+    def __init__(self, store: Any, ty: GlobalType, value: Any) -> None:
+        store_of(store)
+        if not isinstance(ty, GlobalType):
+            raise UsageError(f"expected a GlobalType, got {ty!r}")
+        self._global = GlobalInstance(ty, to_raw(ty.val_type, value))
+
+    @classmethod
+    def _wrap(cls, glob: GlobalInstance) -> Global:
+        self = cls.__new__(cls)
+        self._global = glob
+        return self
+
+    def type(self, store: Any = None) -> GlobalType:
+        return self._global.type
+
+    def value(self, store: Any = None) -> Any:
+        """Return the value in API form."""
+        return from_raw(self._global.type.val_type, self._global.value)
+
+    def set_value(self, store: Any, value: Any) -> None:
+        """Set the value. Raises UsageError for an immutable global or a value that does not fit."""
+        if not self._global.type.mutable:
+            raise UsageError("cannot set an immutable global")
+        self._global.value = to_raw(self._global.type.val_type, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Global) and other._global is self._global
+
+    def __hash__(self) -> int:
+        return id(self._global)
+
+    def __repr__(self) -> str:
+        return f"<Global {self._global.type.val_type} = {self.value()!r}>"
+
+
+Extern = Func | Memory | Table | Global
+ExternSeq = Sequence[Extern]

@@ -1,0 +1,121 @@
+"""The Linker: resolve imports by module and field name."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from wasmtee.api.extern import Func, _api_host, store_of, unwrap_extern, wrap_extern
+from wasmtee.api.instance import Instance
+from wasmtee.api.module import Module
+from wasmtee.errors import LinkError, UsageError
+from wasmtee.model import ExternKind, FuncType
+from wasmtee.runtime.config import Engine
+from wasmtee.runtime.func import HostFunction
+from wasmtee.runtime.instance import instantiate
+
+logger = logging.getLogger(__name__)
+
+
+class Linker:
+    """Definitions by (module, name), used to instantiate modules without listing imports.
+
+    Defining a name twice raises LinkError unless `allow_shadowing` is True.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        if not isinstance(engine, Engine):
+            raise UsageError(f"expected an Engine, got {engine!r}")
+        self.engine = engine
+        self.allow_shadowing = False
+        self._defs: dict[tuple[str, str], Any] = {}
+
+    def _insert(self, module: str, name: str, item: Any) -> None:
+        if not isinstance(module, str) or not isinstance(name, str):
+            raise UsageError(f"module and name must be str, got {module!r} and {name!r}")
+        key = (module, name)
+        if key in self._defs and not self.allow_shadowing:
+            raise LinkError(f"import defined twice ({module}.{name})")
+        self._defs[key] = item
+
+    def define(self, store: Any, module: str, name: str, item: Any) -> None:
+        """Define `module.name` as a Func, Memory, Table or Global.
+
+        Raises UsageError for a non-extern and LinkError for a duplicate.
+        """
+        store_of(store)
+        self._insert(module, name, unwrap_extern(item))
+
+    def define_func(
+        self,
+        module: str,
+        name: str,
+        ty: FuncType,
+        fn: Callable[..., Any],
+        access_caller: bool = False,
+    ) -> None:
+        """Define a host function usable in every store of this engine.
+
+        Raises UsageError for a bad type or callable, LinkError for a duplicate.
+        """
+        if not isinstance(ty, FuncType):
+            raise UsageError(f"expected a FuncType, got {ty!r}")
+        if not callable(fn):
+            raise UsageError(f"expected a callable, got {fn!r}")
+        func = HostFunction(ty, _api_host(ty, fn, access_caller), access_caller, name)
+        self._insert(module, name, func)
+
+    def define_instance(self, store: Any, name: str, instance: Instance) -> None:
+        """Define every export of `instance` under the module name `name`.
+
+        Raises LinkError for a duplicate.
+        """
+        store_of(store)
+        if not isinstance(instance, Instance):
+            raise UsageError(f"expected an Instance, got {instance!r}")
+        for export_name, item in instance.runtime_instance.exports.items():
+            self._insert(name, export_name, item)
+
+    def define_module(self, store: Any, name: str, module: Module) -> None:
+        """Instantiate `module` with this linker and define its exports under `name`."""
+        self.define_instance(store, name, self.instantiate(store, module))
+
+    def get(self, store: Any, module: str, name: str) -> Any:
+        """Return the definition of `module.name` as an API object.
+
+        Raises LinkError "unknown import" when it is not defined.
+        """
+        try:
+            item = self._defs[(module, name)]
+        except KeyError:
+            raise LinkError(f"unknown import ({module}.{name} is not defined in the linker)") from None
+        return wrap_extern(item)
+
+    def instantiate(self, store: Any, module: Module) -> Instance:
+        """Instantiate `module`, resolving each import by name.
+
+        Raises LinkError "unknown import" or "incompatible import type"
+        naming the import, and what Instance() raises.
+        """
+        st = store_of(store)
+        if not isinstance(module, Module):
+            raise UsageError(f"expected a Module, got {module!r}")
+        if module.engine.config != st.config:
+            raise UsageError("the module and the store belong to engines with different configs")
+        imports = []
+        for imp in module.model.imports:
+            try:
+                imports.append(self._defs[(imp.module, imp.name)])
+            except KeyError:
+                raise LinkError(
+                    f"unknown import ({imp.module}.{imp.name}: no {ExternKind(imp.kind)} "
+                    f"is defined with that name)"
+                ) from None
+        runtime = instantiate(st, module._model, module._info, imports, module._compiled)
+        return Instance._wrap(runtime)
+
+    def __repr__(self) -> str:
+        return f"<Linker {len(self._defs)} definitions>"
+
+
+__all__ = ["Func", "Linker"]

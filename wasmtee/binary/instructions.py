@@ -1,9 +1,9 @@
 """Decoding of instruction sequences: function bodies and constant expressions.
 
 `decode_expr` reads instructions up to the `end` that closes the sequence and
-returns them as one flat list of `Instr`, that `end` included. Immediate
-decoding is driven by the immediate kind (`Imm`) of each opcode in
-`wasmtee.opcodes.OPS`; this module only adds the opcodes of later proposals,
+returns them as one flat list of `Instr`, that `end` included. The immediate
+kind (`Imm`) of each opcode in `wasmtee.opcodes.OPS` selects how its
+immediates are read. This module only adds the opcodes of later proposals,
 which raise `UnsupportedFeature`.
 
 The decoder checks the block structure that the binary grammar fixes: `else`
@@ -117,7 +117,7 @@ def _read_memory_zero(data: bytes, pos: int) -> int:
     return end
 
 
-def _index_reader_early(data: bytes, pos: int) -> tuple[int, int]:
+def _read_index(data: bytes, pos: int) -> tuple[int, int]:
     return read_u32(data, pos)
 
 
@@ -198,17 +198,17 @@ def _read_nothing(data: bytes, pos: int) -> tuple[None, int]:
 # Decoding goes on past them and records the feature, so that a malformed
 # module is still reported as malformed, as the spec test suite expects.
 DEFERRED_PROPOSAL_OPCODES: dict[int, tuple[str, str, Reader]] = {
-    0x08: ("exception-handling", "throw", _index_reader_early),
+    0x08: ("exception-handling", "throw", _read_index),
     0x0A: ("exception-handling", "throw_ref", _read_nothing),
     0x1F: ("exception-handling", "try_table", _read_try_table),
-    0x12: ("tail-call", "return_call", _index_reader_early),
+    0x12: ("tail-call", "return_call", _read_index),
     0x13: ("tail-call", "return_call_indirect", _read_call_indirect),
-    0x14: ("function-references", "call_ref", _index_reader_early),
-    0x15: ("function-references", "return_call_ref", _index_reader_early),
+    0x14: ("function-references", "call_ref", _read_index),
+    0x15: ("function-references", "return_call_ref", _read_index),
     0xD3: ("gc", "ref.eq", _read_nothing),
     0xD4: ("function-references", "ref.as_non_null", _read_nothing),
-    0xD5: ("function-references", "br_on_null", _index_reader_early),
-    0xD6: ("function-references", "br_on_non_null", _index_reader_early),
+    0xD5: ("function-references", "br_on_null", _read_index),
+    0xD6: ("function-references", "br_on_non_null", _read_index),
 }
 TRY_TABLE = 0x1F
 
@@ -232,7 +232,7 @@ def _reader_for(imm: Imm) -> Reader:
     if imm is Imm.NONE:
         return lambda data, pos: (None, pos)
     if _IMM_TO_KIND.get(imm) == K_INDEX:
-        return _index_reader_early
+        return _read_index
     if imm is Imm.MEMARG:
         return _read_memarg
     if imm is Imm.I32:

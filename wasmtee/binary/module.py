@@ -63,8 +63,9 @@ VERSION = b"\x01\0\0\0"
 HEADER_SIZE = 8
 
 # The maximum number of locals one function may declare. The spec allows up
-# to 2**32 - 1; wasmtime (wasmparser) and V8 stop at 50000, and expanding more
-# into `Function.locals` would let a small module claim gigabytes.
+# to 2**32 - 1, but wasmparser (the validator of wasm-tools and wasmtime)
+# stops at 50000 (`MAX_WASM_FUNCTION_LOCALS` in its limits.rs), and expanding
+# more into `Function.locals` would let a small module claim gigabytes.
 MAX_LOCALS = 50_000
 
 CUSTOM_SECTION = 0
@@ -86,7 +87,7 @@ _TAG_KIND = 4
 
 @dataclass
 class _State:
-    """What the section readers share while one module is decoded."""
+    """The state that the section readers share while one module is decoded."""
 
     module: Module
     func_type_indices: list[int] = field(default_factory=list)

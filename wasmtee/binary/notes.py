@@ -10,7 +10,7 @@ class DecodeNotes:
 
     `uses_data_index` is set when an instruction names a data segment
     (memory.init, data.drop), which makes the data count section required.
-    `unsupported` holds the first encoding of a later proposal that could be
+    `unsupported` is the first encoding of a later proposal that could be
     decoded past. The module decoder raises it only once the rest of the
     module turned out well formed, because the spec test suite expects a
     malformed module to be reported as malformed.

@@ -167,7 +167,7 @@ def read_sized(data: bytes, pos: int) -> tuple[int, int, int]:
 
 
 def check_size(pos: int, start: int, end: int) -> None:
-    """Raise "section size mismatch" unless a sized item ended where it said."""
+    """Raise "section size mismatch" unless a sized item ends at its declared end."""
     if pos != end:
         raise DecodeError(
             f"section size mismatch (declared {end - start} bytes, read {pos - start})",

@@ -48,7 +48,10 @@ def get_tier(name: str) -> Any:
     Raises UsageError for an unknown name or a tier that cannot be loaded.
     """
     if name == "auto":
-        tier = _load("llvm") or _load("python")
+        tier = _load("llvm")
+        # A tier that is still being completed sets `automatic = False` and is used only by name.
+        if tier is None or not getattr(tier, "automatic", True):
+            tier = _load("python")
         if tier is None:
             raise UsageError(f"no execution tier is available ({'; '.join(_failures.values())})")
         return tier

@@ -1,0 +1,81 @@
+"""`wasmtee compile`: write an ahead-of-time artifact with the LLVM tier."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from wasmtee.errors import CompileError, UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compile",
+        help="compile a module ahead of time to a .cwasm artifact (LLVM tier)",
+        description=(
+            "Compile a WebAssembly module to native code for this host. "
+            "`wasmtee run app.cwasm` loads the result without recompiling."
+        ),
+    )
+    parser.add_argument("module", help="the .wasm or .wat file to compile")
+    parser.add_argument("-o", "--output", help="artifact path (default: MODULE with .cwasm)")
+    parser.add_argument(
+        "--opt-level", type=int, choices=[0, 1, 2, 3], default=2,
+        help="LLVM optimisation level (default: 2)",
+    )
+    parser.add_argument(
+        "--consume-fuel", action="store_true",
+        help="compile in fuel checks, as needed to run the artifact with --fuel",
+    )
+    parser.add_argument(
+        "--interruptible", action="store_true",
+        help="compile in interruption checks, as needed to run the artifact with --timeout",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not show a progress display"
+    )
+    parser.set_defaults(handler=run_compile)
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    try:
+        from wasmtee.llvm import aot
+    except ImportError as exc:
+        raise CompileError(f"the llvm tier is unavailable: {exc}") from None
+    source = Path(args.module)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read module {source}: {exc.strerror}") from None
+    if not data.startswith(b"\0asm"):
+        # TODO: accept WAT input once there is a binary encoder; artifacts embed the binary.
+        raise UsageError(f"{source} is not a binary module (no \\0asm header); compile a .wasm file")
+    output = Path(args.output) if args.output else source.with_suffix(".cwasm")
+    show = not args.no_progress and sys.stderr.isatty()
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            width = 30
+            filled = width * done // total
+            sys.stderr.write(f"\rcompiling [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    artifact = aot.compile_artifact(
+        data,
+        opt_level=args.opt_level,
+        consume_fuel=args.consume_fuel,
+        interruptible=args.interruptible,
+        progress=progress,
+    )
+    try:
+        output.write_bytes(artifact)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+    elapsed = time.monotonic() - started
+    print(f"wrote {output} ({len(artifact)} bytes) in {elapsed:.2f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,240 @@
+"""Ahead-of-time artifacts (.cwasm) and the on-disk JIT cache.
+
+An artifact is the source module plus the native object files that the LLVM
+tier produced for it. Layout (all integers little-endian):
+
+    8 bytes   magic b"WTEECWSM"
+    4 bytes   format version
+    4 bytes   header length H
+    H bytes   header, JSON (see `ArtifactHeader`)
+    32 bytes  HMAC-SHA256 over everything before it and the payload
+    payload   the wasm module, then each object file, with lengths in the header
+
+The header records the format version, wasmtee version, target triple, CPU
+name and features, the source module's SHA-256 and the compile options. A file
+whose header does not match this process, or whose MAC does not verify, raises
+`CompileError` and none of its code is loaded. The MAC key lives in the user's
+state directory, so an artifact written on one machine loads only where that
+key is present: copy the key along with the file to share artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from wasmtee.errors import CompileError
+from wasmtee.llvm import lower
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"WTEECWSM"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sII")
+MAC_SIZE = 32
+# Upper bound for a header, so a corrupt length cannot make the loader read gigabytes.
+MAX_HEADER = 1 << 20
+
+
+@dataclass
+class ArtifactHeader:
+    format_version: int
+    wasmtee_version: str
+    target_triple: str
+    cpu_name: str
+    cpu_features: str
+    module_sha256: str
+    opt_level: int
+    consume_fuel: bool
+    interruptible: bool
+    wasm_length: int
+    object_lengths: list[int]
+
+
+def wasmtee_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("wasmtee")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(base) / "wasmtee"
+
+
+def mac_key() -> bytes:
+    """Return this user's artifact MAC key, creating it with mode 0600 on first use."""
+    path = state_dir() / "aot.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+def host_identity() -> tuple[str, str, str]:
+    import llvmlite.binding as llvm
+
+    from wasmtee.llvm.jit import _initialize_llvm
+
+    _initialize_llvm()
+    return llvm.get_default_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+
+
+def write_artifact(wasm: bytes, objects: list[bytes], options: lower.Options, opt_level: int) -> bytes:
+    triple, cpu_name, features = host_identity()
+    header = ArtifactHeader(
+        format_version=FORMAT_VERSION,
+        wasmtee_version=wasmtee_version(),
+        target_triple=triple,
+        cpu_name=cpu_name,
+        cpu_features=features,
+        module_sha256=hashlib.sha256(wasm).hexdigest(),
+        opt_level=opt_level,
+        consume_fuel=options.consume_fuel,
+        interruptible=options.interruptible,
+        wasm_length=len(wasm),
+        object_lengths=[len(code) for code in objects],
+    )
+    header_bytes = json.dumps(asdict(header), sort_keys=True).encode()
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)) + header_bytes
+    payload = wasm + b"".join(objects)
+    tag = hmac.new(mac_key(), prefix + payload, hashlib.sha256).digest()
+    return prefix + tag + payload
+
+
+def is_artifact(data: bytes) -> bool:
+    return data[:8] == MAGIC
+
+
+def read_artifact(data: bytes) -> tuple[ArtifactHeader, bytes, list[bytes]]:
+    """Check an artifact and return its header, wasm module and object files.
+
+    Raises CompileError naming the mismatch for a file from another version,
+    target or CPU, and for any file whose MAC does not verify.
+    """
+    if len(data) < _PREFIX.size or not is_artifact(data):
+        raise CompileError("not a wasmtee AOT artifact (bad magic)")
+    _, version, header_length = _PREFIX.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise CompileError(f"unsupported AOT format version {version} (expected {FORMAT_VERSION})")
+    if header_length > MAX_HEADER or _PREFIX.size + header_length + MAC_SIZE > len(data):
+        raise CompileError(f"AOT artifact is truncated (header length {header_length})")
+    header_end = _PREFIX.size + header_length
+    prefix = data[:header_end]
+    tag = data[header_end:header_end + MAC_SIZE]
+    payload = data[header_end + MAC_SIZE:]
+    expected = hmac.new(mac_key(), prefix + payload, hashlib.sha256).digest()
+    if not hmac.compare_digest(tag, expected):
+        raise CompileError("AOT artifact failed its integrity check (tampered, or made with another key)")
+    try:
+        header = ArtifactHeader(**json.loads(data[_PREFIX.size:header_end]))
+    except (ValueError, TypeError) as exc:
+        raise CompileError(f"AOT artifact has an invalid header: {exc}") from None
+    check_compatible(header)
+    if header.wasm_length + sum(header.object_lengths) != len(payload):
+        raise CompileError("AOT artifact payload length does not match its header")
+    wasm = payload[:header.wasm_length]
+    if hashlib.sha256(wasm).hexdigest() != header.module_sha256:
+        raise CompileError("AOT artifact module hash does not match its header")
+    objects = []
+    position = header.wasm_length
+    for length in header.object_lengths:
+        objects.append(payload[position:position + length])
+        position += length
+    return header, wasm, objects
+
+
+def check_compatible(header: ArtifactHeader) -> None:
+    triple, cpu_name, features = host_identity()
+    version = wasmtee_version()
+    if header.wasmtee_version != version:
+        raise CompileError(
+            f"AOT artifact was made by wasmtee {header.wasmtee_version}, this is {version}: recompile it"
+        )
+    if header.target_triple != triple:
+        raise CompileError(f"AOT artifact targets {header.target_triple}, this host is {triple}")
+    missing = set(header.cpu_features.split(",")) - set(features.split(","))
+    enabled_missing = sorted(f for f in missing if f.startswith("+"))
+    if enabled_missing:
+        raise CompileError(
+            f"AOT artifact needs CPU features this host lacks: {', '.join(enabled_missing[:8])}"
+        )
+
+
+def cache_path(wasm: bytes, options: lower.Options, opt_level: int) -> Path:
+    triple, cpu_name, features = host_identity()
+    key = hashlib.sha256()
+    for part in (wasm, wasmtee_version().encode(), triple.encode(), cpu_name.encode(),
+                 features.encode(), repr((options.consume_fuel, options.interruptible, opt_level)).encode()):
+        key.update(hashlib.sha256(part).digest())
+    return state_dir() / "cache" / f"{key.hexdigest()}.cwasm"
+
+
+def load_cached(wasm: bytes, options: lower.Options, opt_level: int) -> list[bytes] | None:
+    path = cache_path(wasm, options, opt_level)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        _, _, objects = read_artifact(data)
+    except CompileError as exc:
+        log.warning("ignoring JIT cache entry %s: %s", path, exc)
+        return None
+    log.info("loaded native code from the JIT cache (%s)", path.name)
+    return objects
+
+
+def store_cached(wasm: bytes, objects: list[bytes], options: lower.Options, opt_level: int) -> None:
+    path = cache_path(wasm, options, opt_level)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".tmp{os.getpid()}")
+        temporary.write_bytes(write_artifact(wasm, objects, options, opt_level))
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("could not write the JIT cache entry %s: %s", path, exc)
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def compile_artifact(wasm: bytes, opt_level: int = 2, consume_fuel: bool = False,
+                     interruptible: bool = False, progress: ProgressCallback | None = None) -> bytes:
+    """Decode, validate and compile a module, returning the artifact's bytes."""
+    from wasmtee.binary import decode_module
+    from wasmtee.llvm.jit import compile_objects
+    from wasmtee.valid import validate_module
+
+    module = decode_module(wasm)
+    info = validate_module(module)
+    options = lower.Options(consume_fuel=consume_fuel, interruptible=interruptible)
+    objects = compile_objects(module, list(info.func_types), options, opt_level, progress=progress)
+    return write_artifact(wasm, objects, options, opt_level)
+
+
+def describe(header: Any) -> str:
+    return (
+        f"wasmtee {header.wasmtee_version}, {header.target_triple} ({header.cpu_name}), "
+        f"module sha256 {header.module_sha256[:16]}..., opt level {header.opt_level}"
+    )

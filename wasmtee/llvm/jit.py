@@ -1,0 +1,469 @@
+"""The LLVM tier: compiles lowered IR with llvmlite's MCJIT and runs it in process.
+
+Ownership: one `CompiledModule` owns one MCJIT execution engine (and through it
+the LLVM module and the machine code). Each instance gets its own `Context`
+block, global cells and ctypes callbacks; these stay alive as long as the
+function instances that `make_functions` returns.
+
+Every call from Python enters native code through the entry trampoline `@e<n>`,
+which sets a jump buffer; a trap longjmps back to it and the trampoline returns
+the trap number. Host calls from native code go through ctypes callbacks, and
+an exception raised there is kept and raised again once native code has
+returned, so no Python frame is ever unwound by longjmp.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import resource
+import threading
+from typing import Any, Callable
+
+from wasmtee.errors import CompileError, InternalError, Trap, TrapCode, WasmteeError
+from wasmtee.llvm import lower
+from wasmtee.model import ExternKind, FuncType, Module, ValType
+from wasmtee.values import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
+
+log = logging.getLogger(__name__)
+
+_llvm_lock = threading.RLock()
+_initialized = False
+
+RT_CALL_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p)
+RT_OP_TYPE = ctypes.CFUNCTYPE(
+    ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_int64,
+    ctypes.c_int64, ctypes.c_void_p,
+)
+ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+
+# Native stack that wasm code may use below the outermost entry, in bytes.
+DEFAULT_STACK_BUDGET = 2 * 1024 * 1024
+
+
+def _initialize_llvm() -> Any:
+    """Initialize llvmlite once and register the libc symbols that the IR uses."""
+    global _initialized
+    import llvmlite.binding as llvm
+
+    with _llvm_lock:
+        if not _initialized:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            libc = ctypes.CDLL(None)
+            for name in ("_setjmp", "longjmp"):
+                address = ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
+                llvm.add_symbol(name, address)
+            _initialized = True
+    return llvm
+
+
+def stack_budget() -> int:
+    """Return how much native stack wasm code may use on the current thread."""
+    if threading.current_thread() is threading.main_thread():
+        soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+        size = soft if soft > 0 else 8 * 1024 * 1024
+    else:
+        size = threading.stack_size() or 8 * 1024 * 1024
+    return min(DEFAULT_STACK_BUDGET, size // 4)
+
+
+class Context(ctypes.Structure):
+    """The per-instance block that native code reaches through `%ctx`."""
+
+    _fields_ = [
+        ("jmpbuf", ctypes.c_void_p),
+        ("mem_base", ctypes.c_void_p),
+        ("mem_size", ctypes.c_uint64),
+        ("fuel", ctypes.c_int64),
+        ("interrupt", ctypes.c_int64),
+        ("depth", ctypes.c_uint64),
+        ("max_depth", ctypes.c_uint64),
+        ("trap_code", ctypes.c_int64),
+        ("globals", ctypes.c_void_p),
+        ("stack_limit", ctypes.c_uint64),
+        ("rt_call", ctypes.c_void_p),
+        ("rt_op", ctypes.c_void_p),
+        ("stack_budget", ctypes.c_uint64),
+    ]
+
+
+assert ctypes.sizeof(Context) == lower.CTX_SIZE
+
+
+def to_slot(val_type: ValType, value: Any, refs: ReferenceTable) -> int:
+    """Encode a raw value into a 64-bit slot as native code stores it."""
+    if val_type is ValType.I32 or val_type is ValType.I64:
+        return value
+    if val_type is ValType.F32:
+        return f32_to_bits(value)
+    if val_type is ValType.F64:
+        return f64_to_bits(value)
+    return refs.handle(value)
+
+
+def from_slot(val_type: ValType, slot: int, refs: ReferenceTable) -> Any:
+    if val_type is ValType.I32:
+        return slot & 0xFFFF_FFFF
+    if val_type is ValType.I64:
+        return slot
+    if val_type is ValType.F32:
+        return f32_from_bits(slot & 0xFFFF_FFFF)
+    if val_type is ValType.F64:
+        return f64_from_bits(slot)
+    return refs.object(slot)
+
+
+class ReferenceTable:
+    """Maps references (function instances, host objects) to nonzero i64 handles."""
+
+    def __init__(self) -> None:
+        self._objects: dict[int, Any] = {}
+
+    def handle(self, obj: Any) -> int:
+        if obj is None:
+            return 0
+        key = id(obj)
+        # TODO: handles keep their objects alive for the life of the process.
+        self._objects[key] = obj
+        return key
+
+    def object(self, handle: int) -> Any:
+        if handle == 0:
+            return None
+        try:
+            return self._objects[handle]
+        except KeyError:
+            raise InternalError(f"unknown reference handle 0x{handle:x}") from None
+
+
+REFERENCES = ReferenceTable()
+
+
+# Functions per LLVM module when compiling; each chunk is one progress step.
+CHUNK_SIZE = 400
+
+
+def target_machine(opt_level: int, cpu: str | None = None) -> Any:
+    llvm = _initialize_llvm()
+    target = llvm.Target.from_default_triple()
+    cpu_name = cpu or llvm.get_host_cpu_name()
+    features = llvm.get_host_cpu_features().flatten() if cpu is None else ""
+    return target.create_target_machine(
+        cpu=cpu_name, features=features, opt=opt_level, reloc="pic", codemodel="default"
+    )
+
+
+def compile_objects(
+    module: Module,
+    func_types: list[FuncType],
+    options: lower.Options,
+    opt_level: int = 2,
+    cpu: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[bytes]:
+    """Compile every defined function to native object files, one per chunk."""
+    llvm = _initialize_llvm()
+    lowering = lower.ModuleLowering(module, func_types, options)
+    defined = list(range(lowering.num_imported_funcs, len(func_types)))
+    chunks = [defined[i:i + CHUNK_SIZE] for i in range(0, len(defined), CHUNK_SIZE)] or [[]]
+    machine = target_machine(opt_level, cpu)
+    objects = []
+    for done, chunk in enumerate(chunks):
+        ir = lowering.module_ir(chunk)
+        with _llvm_lock:
+            try:
+                llvm_module = llvm.parse_assembly(ir)
+                llvm_module.verify()
+            except RuntimeError as exc:
+                raise CompileError(f"LLVM rejected the generated IR: {exc}") from None
+            if opt_level:
+                tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+                builder = llvm.create_pass_builder(machine, tuning)
+                builder.getModulePassManager().run(llvm_module, builder)
+            objects.append(bytes(machine.emit_object(llvm_module)))
+        if progress is not None:
+            progress(done + 1, len(chunks))
+    return objects
+
+
+class CompiledModule:
+    """Machine code for one module, shared by all of its instances."""
+
+    def __init__(self, module: Module, func_types: list[FuncType], options: lower.Options,
+                 objects: list[bytes]) -> None:
+        self.module = module
+        self.func_types = func_types
+        self.options = options
+        self.objects = objects
+        self.num_imported_funcs = len(module.imports_of(ExternKind.FUNC))
+        llvm = _initialize_llvm()
+        with _llvm_lock:
+            machine = target_machine(0)
+            self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+            for code in objects:
+                self.engine.add_object_file(llvm.ObjectFileRef.from_data(code))
+            self.engine.finalize_object()
+            self.entries: dict[int, Any] = {}
+            for index in range(self.num_imported_funcs, len(func_types)):
+                address = self.engine.get_function_address(f"e{index}")
+                if not address:
+                    raise CompileError(f"native code for function {index} is missing")
+                self.entries[index] = ENTRY_TYPE(address)
+        log.info("loaded native code for %d functions", len(self.entries))
+
+    def make_functions(self, instance: Any) -> list[Any]:
+        native = NativeInstance(self, instance)
+        return native.functions
+
+
+class NativeInstance:
+    """The native-side state of one module instance: context, cells, callbacks."""
+
+    def __init__(self, compiled: CompiledModule, instance: Any) -> None:
+        from wasmtee.runtime.func import FunctionInstance
+
+        self.compiled = compiled
+        self.instance = instance
+        self.store = instance.store
+        self.pending: BaseException | None = None
+        self.context = Context()
+        self.context_address = ctypes.addressof(self.context)
+        self.rt_call_callback = RT_CALL_TYPE(self._rt_call)
+        self.rt_op_callback = RT_OP_TYPE(self._rt_op)
+        self.context.rt_call = ctypes.cast(self.rt_call_callback, ctypes.c_void_p).value
+        self.context.rt_op = ctypes.cast(self.rt_op_callback, ctypes.c_void_p).value
+        self.context.max_depth = getattr(self.store, "max_call_depth", 10_000)
+        self.global_types: list[ValType] = list(
+            imp.desc.val_type for imp in compiled.module.imports_of(ExternKind.GLOBAL)  # type: ignore[union-attr]
+        ) + [g.type.val_type for g in compiled.module.globals]
+        self.cells = (ctypes.c_uint64 * max(1, len(self.global_types)))()
+        self.cell_pointers = (ctypes.c_void_p * max(1, len(self.global_types)))()
+        base = ctypes.addressof(self.cells)
+        for index in range(len(self.global_types)):
+            self.cell_pointers[index] = base + 8 * index
+        self.context.globals = ctypes.addressof(self.cell_pointers)
+        self.functions = []
+        module = compiled.module
+        for func_index in range(compiled.num_imported_funcs, len(compiled.func_types)):
+            func_type = compiled.func_types[func_index]
+            name = module.func_name(func_index)
+            function = FunctionInstance(
+                func_type, name, self._make_call(func_index, func_type), instance, func_index
+            )
+            self.functions.append(function)
+
+    # -- crossing into native code -----------------------------------------
+
+    def _make_call(self, func_index: int, func_type: FuncType) -> Callable[..., Any]:
+        entry = self.compiled.entries[func_index]
+        params = func_type.params
+        results = func_type.results
+        slot_count = max(len(params), len(results), 1)
+        slot_array = ctypes.c_uint64 * slot_count
+        refs = REFERENCES
+
+        def call(*args: Any) -> Any:
+            slots = slot_array()
+            for index, (val_type, value) in enumerate(zip(params, args)):
+                slots[index] = to_slot(val_type, value, refs)
+            self.enter()
+            try:
+                status = entry(self.context_address, ctypes.addressof(slots))
+            finally:
+                self.leave()
+            if status:
+                self.raise_trap(status)
+            if not results:
+                return None
+            values = [from_slot(t, slots[i], refs) for i, t in enumerate(results)]
+            return values[0] if len(values) == 1 else tuple(values)
+
+        return call
+
+    def enter(self) -> None:
+        """Copy the Python-side state that native code reads into the context."""
+        context = self.context
+        if context.stack_limit == 0:
+            context.stack_budget = stack_budget()
+        self.sync_to_native()
+
+    def leave(self) -> None:
+        self.sync_from_native()
+
+    def sync_to_native(self) -> None:
+        instance = self.instance
+        context = self.context
+        if instance.mems:
+            memory = instance.mems[0]
+            context.mem_base = memory.address
+            context.mem_size = memory.size
+        for index, val_type in enumerate(self.global_types):
+            self.cells[index] = to_slot(val_type, instance.globals[index].value, REFERENCES)
+        fuel_cell = getattr(self.store, "fuel_cell", None)
+        if fuel_cell is not None:
+            context.fuel = fuel_cell[0]
+        interrupt_cell = getattr(self.store, "interrupt_cell", None)
+        if interrupt_cell is not None:
+            context.interrupt = 1 if interrupt_cell[0] else 0
+
+    def sync_from_native(self) -> None:
+        instance = self.instance
+        for index, val_type in enumerate(self.global_types):
+            if instance.globals[index].type.mutable:
+                instance.globals[index].value = from_slot(val_type, self.cells[index], REFERENCES)
+        fuel_cell = getattr(self.store, "fuel_cell", None)
+        if fuel_cell is not None:
+            fuel_cell[0] = self.context.fuel
+
+    def raise_trap(self, status: int) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            raise pending
+        try:
+            code = lower.TRAP_CODES[status - 1]
+        except IndexError:
+            raise InternalError(f"native code returned unknown trap number {status}") from None
+        raise Trap(code)
+
+    # -- callbacks from native code ----------------------------------------
+
+    def _rt_call(self, _context: int, func_index: int, slots_address: int) -> int:
+        try:
+            self.sync_from_native()
+            function = self.instance.funcs[func_index]
+            func_type = function.type
+            results = self._call_with_slots(function, func_type, slots_address)
+            self.sync_to_native()
+            return 0 if results else 0
+        except BaseException as exc:  # noqa: BLE001 - re-raised after native code unwinds
+            self.pending = exc
+            return 1
+
+    def _call_with_slots(self, function: Any, func_type: FuncType, slots_address: int) -> bool:
+        count = max(len(func_type.params), len(func_type.results), 1)
+        slots = (ctypes.c_uint64 * count).from_address(slots_address)
+        args = [from_slot(t, slots[i], REFERENCES) for i, t in enumerate(func_type.params)]
+        result = function.call(*args)
+        results = func_type.results
+        if len(results) == 1:
+            slots[0] = to_slot(results[0], result, REFERENCES)
+        elif results:
+            for index, (val_type, value) in enumerate(zip(results, result)):
+                slots[index] = to_slot(val_type, value, REFERENCES)
+        return True
+
+    def _rt_op(self, _context: int, operation: int, a: int, b: int, c: int, slots: int) -> int:
+        try:
+            self.sync_from_native()
+            result = self.run_op(operation, a, b, c, slots)
+            self.sync_to_native()
+            return result
+        except BaseException as exc:  # noqa: BLE001 - re-raised after native code unwinds
+            self.pending = exc
+            return lower.RT_FAILED
+
+    def run_op(self, operation: int, a: int, b: int, c: int, slots: int) -> int:
+        instance = self.instance
+        if operation == lower.RT_MEMORY_GROW:
+            memory = instance.mems[0]
+            return memory.grow(a) & 0xFFFF_FFFF
+        if operation == lower.RT_CALL_INDIRECT:
+            return self.call_indirect(a, b, c, slots)
+        if operation == lower.RT_REF_FUNC:
+            return REFERENCES.handle(instance.funcs[a])
+        if operation == lower.RT_DATA_DROP:
+            instance.datas[a] = b""
+            return 0
+        if operation == lower.RT_ELEM_DROP:
+            instance.elems[a] = []
+            return 0
+        if operation == lower.RT_MEMORY_INIT:
+            return self.memory_init(a, b, c)
+        return self.table_op(operation, a, b, c)
+
+    def call_indirect(self, type_index: int, table_index: int, element: int, slots: int) -> int:
+        table = self.instance.tables[table_index]
+        elements = table.elements
+        if element >= len(elements):
+            raise Trap(TrapCode.UNDEFINED_ELEMENT, f"index {element}, table size {len(elements)}")
+        function = elements[element]
+        if function is None:
+            raise Trap(TrapCode.UNINITIALIZED_ELEMENT, f"index {element}")
+        expected = self.compiled.module.types[type_index]
+        if function.type is not expected and function.type != expected:
+            raise Trap(TrapCode.INDIRECT_CALL_TYPE_MISMATCH,
+                       f"expected {expected}, got {function.type}")
+        self._call_with_slots(function, function.type, slots)
+        return 0
+
+    def memory_init(self, data_index: int, dest: int, packed: int) -> int:
+        source, length = packed >> 32, packed & 0xFFFF_FFFF
+        data = self.instance.datas[data_index]
+        memory = self.instance.mems[0]
+        if source + length > len(data) or dest + length > memory.size:
+            raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS,
+                       f"memory.init of {length} bytes from {source} to {dest}")
+        memory.buf[dest:dest + length] = data[source:source + length]
+        return 0
+
+    def table_op(self, operation: int, a: int, b: int, c: int) -> int:
+        instance = self.instance
+        if operation == lower.RT_TABLE_GET:
+            table = instance.tables[a]
+            if b >= len(table.elements):
+                raise Trap(TrapCode.TABLE_OUT_OF_BOUNDS, f"index {b}, table size {len(table.elements)}")
+            return REFERENCES.handle(table.elements[b])
+        if operation == lower.RT_TABLE_SET:
+            table = instance.tables[a]
+            if b >= len(table.elements):
+                raise Trap(TrapCode.TABLE_OUT_OF_BOUNDS, f"index {b}, table size {len(table.elements)}")
+            table.set(b, REFERENCES.object(c))
+            return 0
+        if operation == lower.RT_TABLE_SIZE:
+            return len(instance.tables[a].elements)
+        if operation == lower.RT_TABLE_GROW:
+            return instance.tables[a].grow(b, REFERENCES.object(c)) & 0xFFFF_FFFF
+        if operation == lower.RT_TABLE_FILL:
+            start, length = b >> 32, b & 0xFFFF_FFFF
+            instance.tables[a].fill(start, REFERENCES.object(c), length)
+            return 0
+        if operation == lower.RT_TABLE_COPY:
+            dest_table, source_table = a >> 32, a & 0xFFFF_FFFF
+            dest, source = b >> 32, b & 0xFFFF_FFFF
+            instance.tables[dest_table].copy(dest, instance.tables[source_table], source, c)
+            return 0
+        if operation == lower.RT_TABLE_INIT:
+            elem_index, table_index = a >> 32, a & 0xFFFF_FFFF
+            dest, source = b >> 32, b & 0xFFFF_FFFF
+            instance.tables[table_index].init(dest, instance.elems[elem_index], source, c)
+            return 0
+        raise InternalError(f"unknown runtime operation {operation}")
+
+
+class LlvmTier:
+    """The `llvm` tier: whole-module compilation to machine code through MCJIT."""
+
+    name = "llvm"
+    # TODO: switch to True (llvm becomes the default under tier="auto") once the
+    # llvm tier passes the spec suite as the python tier does.
+    automatic = False
+
+    def compile(self, module: Module, info: Any, config: Any) -> CompiledModule:
+        func_types = list(info.func_types)
+        options = options_from_config(config)
+        try:
+            objects = compile_objects(module, func_types, options)
+            return CompiledModule(module, func_types, options, objects)
+        except WasmteeError:
+            raise
+        except Exception as exc:
+            raise CompileError(f"LLVM compilation failed: {exc}") from exc
+
+
+def options_from_config(config: Any) -> lower.Options:
+    return lower.Options(
+        consume_fuel=bool(getattr(config, "consume_fuel", False)),
+        interruptible=bool(getattr(config, "epoch_interruption", False)),
+    )

@@ -96,7 +96,10 @@ class Result:
 def run_worker(
     runtime: str, wasm: Path, size: int, repetitions: int, timeout: float
 ) -> Sample | str:
-    """Measure one wasm runtime in a fresh interpreter; return a Sample or a reason."""
+    """Measure one wasm runtime in a fresh interpreter.
+
+    Returns a Sample, or the reason why the runtime is unavailable.
+    """
     command = [
         sys.executable,
         str(BENCH_DIR / "runtimes.py"),

@@ -14,7 +14,7 @@ int main(int argc, char **argv) {
     uint32_t crc = 0xffffffffu;
     for (long round = 0; round < rounds; round++) {
         memset(composite, 0, sizeof composite);
-        /* Start from a round-dependent prime so each round differs a little. */
+        /* Odd rounds start at 3 and skip the multiples of 2, so rounds differ. */
         long start = 2 + (round & 1);
         for (long i = start; i <= LIMIT; i++) {
             if (composite[i]) {

@@ -1,0 +1,189 @@
+"""Differential tests: wasmtee against the wasmtime PyPI package.
+
+Each seed names a module that `wasm-tools smith` generates within
+WebAssembly 2.0 without SIMD (tests/difftest/generate.py lists the flags).
+Both runtimes instantiate it, call every exported function with the same
+deterministic arguments, and then read every exported global, table and the
+memory. Results and state compare bit-exact (smith canonicalizes NaNs, the
+only nondeterminism the spec allows here), and traps compare by kind.
+
+WASMTEE_DIFF_COUNT sets the number of seeds (default 150) and
+WASMTEE_DIFF_FIRST_SEED the first one (default 0). To reproduce one
+failure: WASMTEE_DIFF_FIRST_SEED=<seed> WASMTEE_DIFF_COUNT=1.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+
+import pytest
+
+from difftest.generate import (
+    VALIDATE_FEATURES,
+    ToolMissing,
+    generate_module,
+    print_module,
+    wasm_tools,
+)
+from difftest.harness import build_harness, build_harness_text
+from difftest.sides import (
+    Outcome,
+    WasmteeSide,
+    WasmtimeSide,
+    describe_exports,
+    first_difference,
+    record_outcome,
+    wasmtee_tier_available,
+)
+
+wasmtime = pytest.importorskip("wasmtime")
+
+try:
+    wasm_tools()
+except ToolMissing as exc:
+    pytest.skip(str(exc), allow_module_level=True)
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise pytest.UsageError(f"{name} must be an integer, got {text!r}") from None
+    if value < 0:
+        raise pytest.UsageError(f"{name} must not be negative, got {value}")
+    return value
+
+
+FIRST_SEED = _env_int("WASMTEE_DIFF_FIRST_SEED", 0)
+SEEDS = range(FIRST_SEED, FIRST_SEED + _env_int("WASMTEE_DIFF_COUNT", 150))
+
+
+@functools.cache
+def module_for(seed: int) -> bytes:
+    return generate_module(seed)
+
+
+@functools.cache
+def reference_outcome(seed: int) -> Outcome:
+    module = module_for(seed)
+    return record_outcome(WasmtimeSide(), seed, module, describe_exports(module))
+
+
+@functools.cache
+def tier_unavailable(tier: str) -> str | None:
+    return wasmtee_tier_available(tier)
+
+
+# ---- the infrastructure itself -------------------------------------------
+
+
+def test_generator_is_deterministic():
+    assert module_for(7) == generate_module(7)
+    assert generate_module(7) != generate_module(8)
+
+
+def test_generated_modules_have_functions():
+    for seed in range(10):
+        exports = describe_exports(module_for(seed))
+        functions = [e for e in exports if e.kind == "func"]
+        assert functions, f"seed {seed} exports no function"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_harness_validates(seed):
+    exports = describe_exports(module_for(seed))
+    harness = build_harness(exports)
+    proc = subprocess.run(
+        [wasm_tools(), "validate", "--features", VALIDATE_FEATURES, "-"],
+        input=harness,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        proc.stderr.decode() + "\n" + build_harness_text(exports)
+    )
+
+
+def test_harness_passes_float_bits_exactly():
+    # A signaling NaN survives the harness in both directions, which a
+    # Python float passed through wasmtime-py would not.
+    module = wasmtime.wat2wasm(
+        '(module (func (export "id") (param f32 f64) (result f64 f32)'
+        " local.get 1 local.get 0))"
+    )
+    exports = describe_exports(module)
+    side = WasmtimeSide()
+    outcome = record_outcome(side, 0, module, exports)
+    calls = [e for e in outcome.events if e.startswith("call")]
+    assert len(calls) == 2
+    for event in calls:
+        arguments, results = event.split(" -> ")
+        f32_bits, f64_bits = arguments.split("(")[1].rstrip(")").split(", ")
+        assert results == f"({f64_bits}, {f32_bits})"
+
+
+def test_wasmtime_reference_is_repeatable():
+    # Differential results mean nothing if one runtime disagrees with itself.
+    for seed in range(10):
+        again = record_outcome(
+            WasmtimeSide(), seed, module_for(seed), describe_exports(module_for(seed))
+        )
+        assert first_difference(reference_outcome(seed), again) is None
+
+
+def test_reference_exercises_values_and_traps():
+    events = [e for seed in range(20) for e in reference_outcome(seed).events]
+    calls = [e for e in events if e.startswith("call")]
+    assert any("-> (" in e for e in calls), "no call returned normally"
+    assert any("-> trap: " in e for e in calls), "no call trapped"
+    assert not [e for e in events if "error:" in e]
+
+
+def test_first_difference_names_both_events():
+    expected = Outcome(["instantiate: ok", "call 0 'f' () -> (0x1,)"])
+    actual = Outcome(["instantiate: ok", "call 0 'f' () -> trap: unreachable"])
+    message = first_difference(expected, actual)
+    assert message is not None
+    assert "expected call 0 'f' () -> (0x1,)" in message
+    assert "actual   call 0 'f' () -> trap: unreachable" in message
+    assert first_difference(expected, Outcome(list(expected.events))) is None
+
+
+def test_first_difference_names_memory_offset():
+    expected = Outcome(["memory 0 'm': 4 bytes, sha256 a"], {"m": b"\0\0\0\0"})
+    actual = Outcome(["memory 0 'm': 4 bytes, sha256 b"], {"m": b"\0\0\7\0"})
+    message = first_difference(expected, actual)
+    assert message is not None
+    assert "first differing byte at 0x2" in message
+
+
+def test_first_difference_notices_missing_events():
+    expected = Outcome(["instantiate: ok", "global 1 'g' -> (0x0,)"])
+    actual = Outcome(["instantiate: ok"])
+    message = first_difference(expected, actual)
+    assert message is not None
+    assert "<none>" in message
+
+
+# ---- wasmtee against wasmtime --------------------------------------------
+
+
+@pytest.mark.parametrize("tier", ["python", "llvm"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_wasmtee_matches_wasmtime(seed, tier):
+    reason = tier_unavailable(tier)
+    if reason:
+        pytest.skip(reason)
+    module = module_for(seed)
+    exports = describe_exports(module)
+    actual = record_outcome(WasmteeSide(tier), seed, module, exports)
+    difference = first_difference(reference_outcome(seed), actual)
+    if difference:
+        pytest.fail(
+            f"seed {seed}: wasmtee ({tier} tier) differs from wasmtime at "
+            f"{difference}\nmodule:\n{print_module(module)[:4000]}",
+            pytrace=False,
+        )

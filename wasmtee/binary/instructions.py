@@ -186,10 +186,6 @@ def _read_try_table(data: bytes, pos: int) -> tuple[Any, int]:
     return block_type, pos
 
 
-def _read_i64(data: bytes, pos: int) -> tuple[int, int]:
-    return read_s64(data, pos)
-
-
 def _read_nothing(data: bytes, pos: int) -> tuple[None, int]:
     return None, pos
 
@@ -216,7 +212,7 @@ _IMM_READERS: dict[Imm, Reader] = {
     Imm.BR_TABLE: _read_br_table,
     Imm.CALL_INDIRECT: _read_call_indirect,
     Imm.MEMORY: _read_memory_index,
-    Imm.I64: _read_i64,
+    Imm.I64: read_s64,
     Imm.F32: read_f32_bits,
     Imm.F64: read_f64_bits,
     Imm.REF_TYPE: _read_heap_type,
@@ -230,7 +226,7 @@ _IMM_READERS: dict[Imm, Reader] = {
 
 def _reader_for(imm: Imm) -> Reader:
     if imm is Imm.NONE:
-        return lambda data, pos: (None, pos)
+        return _read_nothing
     if _IMM_TO_KIND.get(imm) == K_INDEX:
         return _read_index
     if imm is Imm.MEMARG:

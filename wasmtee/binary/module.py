@@ -259,7 +259,7 @@ def _read_elem_kind(data: bytes, pos: int) -> tuple[ValType, int]:
 
 
 def _read_elem_segment(data: bytes, pos: int, state: _State) -> tuple[ElemSegment, int]:
-    """Read one element segment in any of the 8 encodings (spec 5.5.12).
+    """Read one element segment in any of its 8 encodings (spec section "Element Section").
 
     Bit 0 of the flags marks a passive or declarative segment, bit 1 an
     explicit table index (active) or a declarative segment (otherwise), and

@@ -1,7 +1,8 @@
-"""Decoding of the `name` custom section (spec appendix 7.4).
+"""Decoding of the `name` custom section (the spec's appendix "Custom Sections").
 
-The name section only carries debug names, so engines keep a module whose
-name section is malformed and drop the names. `decode_name_section` raises
+Custom sections do not affect the semantics and "may be ignored by an
+implementation" (same appendix), so a malformed name section loses only the
+names, never the module. `decode_name_section` raises
 DecodeError for malformed content and the module decoder logs and ignores it.
 """
 

@@ -1,4 +1,4 @@
-"""Readers for the primitive values of the binary format (spec 5.2).
+"""Readers for the primitive values of the binary format (spec section "Values").
 
 Every reader is a free function `read_x(data, pos) -> (value, new_pos)` over
 the whole module as `bytes`, in the style of the spec interpreter's

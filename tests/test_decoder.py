@@ -274,6 +274,7 @@ def test_import_name_bad_utf8(raw):
     (module(section(5, vec(b"\x81\x00"))), "malformed limits flags"),
     (module(section(4, vec(b"\x7f\x00\x00"))), "malformed reference type"),
     (module(section(1, vec(b"\x40\x00\x00"))), "malformed function type"),
+    (module(section(4, vec(b"\x40\x01\x70\x00\x00\xd0\x70\x0b"))), "zero byte expected"),
     (module(section(1, vec(b"\x60\x01\x80\x00"))), "integer representation too long"),
 ])
 def test_type_encodings_malformed(data, message):
@@ -637,6 +638,7 @@ def test_malformed_name_section_ignored(payload, caplog):
     (module(section(1, vec(b"\x4e\x00"))), "gc"),
     (func_module(b"\xfb\x00\x00\x0b"), "gc"),
     (module(section(6, vec(b"\x64\x70\x00\xd2\x00\x0b"))), "function-references"),
+    (module(section(4, vec(b"\x40\x00\x70\x00\x00\xd0\x70\x0b"))), "function-references"),
     (func_module(b"\x41\x00\x28\x42\x01\x00\x1a\x0b", section(5, vec(b"\x00\x01"))),
      "multi-memory"),
     (func_module(b"\x41\x00\x41\x00\x41\x00\xfc\x08\x00\x01\x0b",

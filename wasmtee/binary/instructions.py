@@ -360,9 +360,7 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
         op = data[pos]
         pos += 1
         kind = kinds[op]
-        if kind == K_NONE:
-            append(new(instr_type, (op, None, start)))
-        elif kind == K_INDEX:
+        if kind == K_INDEX:
             byte = data[pos]
             if byte < 0x80:
                 pos += 1
@@ -387,6 +385,8 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
             else:
                 value, pos = _read_signed(data, pos, 32)
                 append(new(instr_type, (op, value, start)))
+        elif kind == K_NONE:
+            append(new(instr_type, (op, None, start)))
         elif kind == K_END:
             append(new(instr_type, (op, None, start)))
             if not control:

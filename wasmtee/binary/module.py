@@ -84,6 +84,7 @@ SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10,
 _EXTERN_KINDS = {0: ExternKind.FUNC, 1: ExternKind.TABLE, 2: ExternKind.MEMORY,
                  3: ExternKind.GLOBAL}
 _TAG_KIND = 4
+TABLE_WITH_INIT = 0x40
 
 
 @dataclass
@@ -172,11 +173,18 @@ def _table_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     tables = state.module.tables
     for _ in range(count):
-        if data[pos] == 0x40:
-            raise UnsupportedFeature("function-references",
-                                     "table with an initializer expression", pos)
-        table_type, pos = read_table_type(data, pos, state.notes)
-        tables.append(Table(table_type))
+        if data[pos] != TABLE_WITH_INIT:
+            table_type, pos = read_table_type(data, pos, state.notes)
+            tables.append(Table(table_type))
+            continue
+        # The function-references encoding: 0x40 0x00, table type, init expression.
+        state.notes.defer(UnsupportedFeature(
+            "function-references", "table with an initializer expression", pos))
+        if data[pos + 1] != 0:
+            raise DecodeError(f"zero byte expected (found 0x{data[pos + 1]:02x})", pos + 1)
+        table_type, pos = read_table_type(data, pos + 2, state.notes)
+        init, pos = _read_const_expr(data, pos, state)
+        tables.append(Table(table_type, init))
     return pos
 
 

@@ -9,7 +9,9 @@ only nondeterminism the spec allows here), and traps compare by kind.
 
 WASMTEE_DIFF_COUNT sets the number of seeds (default 150) and
 WASMTEE_DIFF_FIRST_SEED the first one (default 0). To reproduce one
-failure: WASMTEE_DIFF_FIRST_SEED=<seed> WASMTEE_DIFF_COUNT=1.
+failure: WASMTEE_DIFF_FIRST_SEED=<seed> WASMTEE_DIFF_COUNT=1. A tier runs
+when it can instantiate a module. A tier that marks itself incomplete runs
+only with WASMTEE_DIFF_INCOMPLETE_TIERS=1.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,7 +188,12 @@ def wasmtee_api_missing() -> str | None:
 
 
 def wasmtee_tier_available(tier: str) -> str | None:
-    """Return why a wasmtee tier cannot run a trivial module, or None when it can."""
+    """Return why a wasmtee tier cannot run a trivial module, or None when it can.
+
+    A tier that marks itself incomplete (`automatic = False`, which keeps
+    the "auto" setting from choosing it) counts as unavailable unless the
+    environment sets WASMTEE_DIFF_INCOMPLETE_TIERS=1.
+    """
     reason = wasmtee_api_missing()
     if reason:
         return reason
@@ -197,8 +203,15 @@ def wasmtee_tier_available(tier: str) -> str | None:
         store = side.api.Store(engine)
         module = side.api.Module(engine, b"\0asm\1\0\0\0")
         side.api.Instance(store, module, [])
+        tier_object = engine.tier
     except Exception as exc:  # noqa: BLE001 - any failure means "unavailable"
         return f"the {tier} tier cannot instantiate an empty module: {exc}"
+    incomplete = not getattr(tier_object, "automatic", True)
+    if incomplete and os.environ.get("WASMTEE_DIFF_INCOMPLETE_TIERS") != "1":
+        return (
+            f"the {tier} tier marks itself incomplete; set "
+            "WASMTEE_DIFF_INCOMPLETE_TIERS=1 to test it anyway"
+        )
     return None
 
 

@@ -37,7 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 WASM_DIR = BENCH_DIR / "wasm"
 NATIVE_DIR = BENCH_DIR / "build"
 
-# Base sizes: pywasm 2.2.3 takes about 1-2 s of execution on each at these
+# Base sizes: pywasm 2.2.3 takes 1.3 to 3.5 s of execution on each at these
 # sizes on an Intel Xeon (2 cores) with CPython 3.11.
 BASE_SIZES = {
     "fib": 20,

@@ -17,8 +17,8 @@ from wasmtee.binary.reader import read_s64, read_u64
 from wasmtee.errors import InternalError, WasmteeError
 from wasmtee.model import (
     ElemSegment,
-    FuncType,
     Function,
+    FuncType,
     Instr,
     Module,
     NameSection,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 from wasmtee import opcodes
 from wasmtee.errors import InternalError
@@ -19,6 +20,7 @@ from wasmtee.model import (
     DataSegment,
     ElemSegment,
     Function,
+    FuncType,
     GlobalType,
     Import,
     Instr,
@@ -39,7 +41,9 @@ _F64_BITS = struct.Struct("<Q")
 def encode_u(value: int) -> bytes:
     """Encode an unsigned integer as minimal LEB128."""
     if value < 0:
-        raise InternalError(f"cannot encode the negative value {value} as unsigned LEB128")
+        raise InternalError(
+            f"cannot encode the negative value {value} as unsigned LEB128"
+        )
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -86,6 +90,13 @@ def _section(section_id: int, payload: bytes) -> bytes:
 
 # Types
 
+
+def _func_type(func_type: FuncType) -> bytes:
+    params = _vec(bytes([valtype]) for valtype in func_type.params)
+    results = _vec(bytes([valtype]) for valtype in func_type.results)
+    return b"\x60" + params + results
+
+
 def _limits(limits: Limits) -> bytes:
     if limits.max is None:
         return b"\x00" + encode_u(limits.min)
@@ -106,6 +117,7 @@ def _global_type(global_type: GlobalType) -> bytes:
 
 # Instructions
 
+
 def _block_type(block_type: object) -> bytes:
     if block_type is None:
         return b"\x40"
@@ -116,43 +128,51 @@ def _block_type(block_type: object) -> bytes:
     raise InternalError(f"invalid block type {block_type!r}")
 
 
-def _immediate(info: opcodes.OpInfo, imm: object) -> bytes:  # noqa: C901 - one arm per kind
+def _immediate(info: opcodes.OpInfo, imm: Any) -> bytes:
     kind = info.imm
     if kind is Imm.NONE:
         return b""
-    if kind in (Imm.LABEL, Imm.FUNC, Imm.LOCAL, Imm.GLOBAL, Imm.TABLE, Imm.MEMORY,
-                Imm.DATA, Imm.ELEM):
-        return encode_u(imm)  # type: ignore[arg-type]
+    if kind in (
+        Imm.LABEL,
+        Imm.FUNC,
+        Imm.LOCAL,
+        Imm.GLOBAL,
+        Imm.TABLE,
+        Imm.MEMORY,
+        Imm.DATA,
+        Imm.ELEM,
+    ):
+        return encode_u(imm)
     if kind is Imm.BLOCK_TYPE:
         return _block_type(imm)
     if kind is Imm.MEMARG:
-        align, offset = imm  # type: ignore[misc]
+        align, offset = imm
         return encode_u(align) + encode_u(offset)
     if kind is Imm.I32:
-        return encode_s(_signed(imm, 32))  # type: ignore[arg-type]
+        return encode_s(_signed(imm, 32))
     if kind is Imm.I64:
-        return encode_s(_signed(imm, 64))  # type: ignore[arg-type]
+        return encode_s(_signed(imm, 64))
     if kind is Imm.F32:
         return _F32_BITS.pack(imm)
     if kind is Imm.F64:
         return _F64_BITS.pack(imm)
     if kind is Imm.BR_TABLE:
-        labels, default = imm  # type: ignore[misc]
+        labels, default = imm
         return _vec(encode_u(label) for label in labels) + encode_u(default)
     if kind in (Imm.CALL_INDIRECT, Imm.TABLE_INIT, Imm.TABLE_COPY, Imm.MEMORY_COPY):
-        first, second = imm  # type: ignore[misc]
+        first, second = imm
         return encode_u(first) + encode_u(second)
     if kind is Imm.REF_TYPE:
-        return bytes([imm])  # type: ignore[list-item]
+        return bytes([imm])
     if kind is Imm.SELECT_TYPES:
-        return _vec(bytes([valtype]) for valtype in imm)  # type: ignore[attr-defined]
+        return _vec(bytes([valtype]) for valtype in imm)
     if kind is Imm.MEMORY_INIT:
-        return encode_u(imm) + b"\x00"  # type: ignore[arg-type]
+        return encode_u(imm) + b"\x00"
     raise InternalError(f"no encoding for immediate kind {kind}")
 
 
 def encode_instructions(instrs: Iterable[Instr]) -> bytes:
-    """Encode a flat instruction sequence, such as a function body with its final `end`."""
+    """Encode a flat instruction sequence, such as a body ending with `end`."""
     out = bytearray()
     for instr in instrs:
         info = OPS.get(instr.op)
@@ -168,6 +188,7 @@ def encode_instructions(instrs: Iterable[Instr]) -> bytes:
 
 
 # Sections
+
 
 def _import(entry: Import) -> bytes:
     head = _name(entry.module) + _name(entry.name) + bytes([entry.kind])
@@ -185,7 +206,11 @@ def _function_indices(exprs: list[ConstExpr]) -> list[int] | None:
     """Return the function indices if every expression is `ref.func x; end`."""
     indices = []
     for expr in exprs:
-        if len(expr) != 2 or expr[0].op != opcodes.REF_FUNC or expr[1].op != opcodes.END:
+        if (
+            len(expr) != 2
+            or expr[0].op != opcodes.REF_FUNC
+            or expr[1].op != opcodes.END
+        ):
             return None
         indices.append(expr[0].imm)
     return indices
@@ -196,7 +221,9 @@ def _elem(segment: ElemSegment) -> bytes:
     if segment.elem_type == ValType.FUNCREF:
         indices = _function_indices(segment.init)
     active = segment.mode is SegmentMode.ACTIVE
-    explicit_table = active and (segment.table_index != 0 or segment.elem_type != ValType.FUNCREF)
+    explicit_table = active and (
+        segment.table_index != 0 or segment.elem_type != ValType.FUNCREF
+    )
     if active:
         flags = 2 if explicit_table else 0
     else:
@@ -252,8 +279,10 @@ def encode_name_section(names: NameSection) -> bytes:
     if names.func_names:
         out += _section(1, _name_map(names.func_names))
     if names.local_names:
-        payload = _vec(encode_u(index) + _name_map(locals_)
-                       for index, locals_ in sorted(names.local_names.items()))
+        payload = _vec(
+            encode_u(index) + _name_map(locals_)
+            for index, locals_ in sorted(names.local_names.items())
+        )
         out += _section(2, payload)
     return bytes(out)
 
@@ -265,19 +294,32 @@ def encode_module(module: Module) -> bytes:
     instruction with an opcode outside the opcode table.
     """
     out = bytearray(b"\0asm\x01\0\0\0")
-    sections = [
-        (1, module.types, lambda t: b"\x60" + _vec(bytes([v]) for v in t.params)
-         + _vec(bytes([v]) for v in t.results)),
-        (2, module.imports, _import),
-        (3, module.funcs, lambda f: encode_u(f.type_index)),
-        (4, module.tables, lambda t: _table_type(t.type)),
-        (5, module.mems, lambda m: _memory_type(m.type)),
-        (6, module.globals, lambda g: _global_type(g.type) + encode_instructions(g.init)),
-        (7, module.exports, lambda e: _name(e.name) + bytes([e.kind]) + encode_u(e.index)),
-    ]
-    for section_id, items, encode_item in sections:
-        if items:
-            out += _section(section_id, _vec(encode_item(item) for item in items))
+    if module.types:
+        out += _section(1, _vec(_func_type(func_type) for func_type in module.types))
+    if module.imports:
+        out += _section(2, _vec(_import(entry) for entry in module.imports))
+    if module.funcs:
+        out += _section(3, _vec(encode_u(f.type_index) for f in module.funcs))
+    if module.tables:
+        out += _section(4, _vec(_table_type(table.type) for table in module.tables))
+    if module.mems:
+        out += _section(5, _vec(_memory_type(memory.type) for memory in module.mems))
+    if module.globals:
+        out += _section(
+            6,
+            _vec(
+                _global_type(g.type) + encode_instructions(g.init)
+                for g in module.globals
+            ),
+        )
+    if module.exports:
+        out += _section(
+            7,
+            _vec(
+                _name(e.name) + bytes([e.kind]) + encode_u(e.index)
+                for e in module.exports
+            ),
+        )
     if module.start is not None:
         out += _section(8, encode_u(module.start))
     if module.elems:

@@ -252,8 +252,9 @@ def _read_memarg(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
         index_pos = pos
         memory_index, pos = read_u32(data, pos)
         if memory_index != 0:
-            raise UnsupportedFeature("multi-memory", f"memory index {memory_index}",
-                                     index_pos)
+            raise UnsupportedFeature(
+                "multi-memory", f"memory index {memory_index}", index_pos
+            )
         flags &= 0x3F
     offset, pos = read_u64(data, pos)
     return (flags, offset), pos
@@ -263,7 +264,9 @@ def _read_i32(data: bytes, pos: int) -> tuple[int, int]:
     return _read_signed(data, pos, 32)
 
 
-def _build_tables() -> tuple[list[int], list[Reader | None], dict[int, tuple[int, Reader]]]:
+def _build_tables() -> tuple[
+    list[int], list[Reader | None], dict[int, tuple[int, Reader]]
+]:
     kinds = [K_ILLEGAL] * 256
     readers: list[Reader | None] = [None] * 256
     fc_ops: dict[int, tuple[int, Reader]] = {}
@@ -293,8 +296,9 @@ _BLOCK_OR_LOOP = 0
 _IF = 1
 _IF_WITH_ELSE = 2
 
-_DATA_INDEX_OPS = frozenset({opcodes.BY_NAME["memory.init"].code,
-                             opcodes.BY_NAME["data.drop"].code})
+_DATA_INDEX_OPS = frozenset(
+    {opcodes.BY_NAME["memory.init"].code, opcodes.BY_NAME["data.drop"].code}
+)
 
 
 def _read_block_type(data: bytes, pos: int) -> tuple[Any, int]:
@@ -335,8 +339,9 @@ def _decode_fc(data: bytes, start: int, pos: int) -> tuple[int, Any, int]:
     return code, imm, pos
 
 
-def _decode_deferred(data: bytes, start: int, op: int,
-                     notes: DecodeNotes) -> tuple[Any, int]:
+def _decode_deferred(
+    data: bytes, start: int, op: int, notes: DecodeNotes
+) -> tuple[Any, int]:
     feature, name, reader = DEFERRED_PROPOSAL_OPCODES[op]
     notes.defer(UnsupportedFeature(feature, name, start))
     return reader(data, start + 1)
@@ -381,7 +386,9 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
             byte = data[pos]
             if byte < 0x80:
                 pos += 1
-                append(new(instr_type, (op, byte - 0x80 if byte & 0x40 else byte, start)))
+                append(
+                    new(instr_type, (op, byte - 0x80 if byte & 0x40 else byte, start))
+                )
             else:
                 value, pos = _read_signed(data, pos, 32)
                 append(new(instr_type, (op, value, start)))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import gc
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from wasmtee.binary.instructions import decode_expr
-from wasmtee.binary.notes import DecodeNotes
 from wasmtee.binary.names import decode_name_section
+from wasmtee.binary.notes import DecodeNotes
 from wasmtee.binary.reader import (
     UNEXPECTED_END,
     check_size,
@@ -44,8 +44,8 @@ from wasmtee.model import (
     ElemSegment,
     Export,
     ExternKind,
-    FuncType,
     Function,
+    FuncType,
     Global,
     Import,
     Instr,
@@ -72,17 +72,45 @@ MAX_LOCALS = 50_000
 CUSTOM_SECTION = 0
 TAG_SECTION = 13
 SECTION_NAMES = {
-    0: "custom", 1: "type", 2: "import", 3: "function", 4: "table", 5: "memory",
-    6: "global", 7: "export", 8: "start", 9: "element", 10: "code", 11: "data",
-    12: "data count", 13: "tag",
+    0: "custom",
+    1: "type",
+    2: "import",
+    3: "function",
+    4: "table",
+    5: "memory",
+    6: "global",
+    7: "export",
+    8: "start",
+    9: "element",
+    10: "code",
+    11: "data",
+    12: "data count",
+    13: "tag",
 }
 # The position of each non-custom section id in the required order. The tag
 # section (exception handling) sits between memory and global.
-SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10,
-                 12: 11, 10: 12, 11: 13}
+SECTION_ORDER = {
+    1: 1,
+    2: 2,
+    3: 3,
+    4: 4,
+    5: 5,
+    13: 6,
+    6: 7,
+    7: 8,
+    8: 9,
+    9: 10,
+    12: 11,
+    10: 12,
+    11: 13,
+}
 
-_EXTERN_KINDS = {0: ExternKind.FUNC, 1: ExternKind.TABLE, 2: ExternKind.MEMORY,
-                 3: ExternKind.GLOBAL}
+_EXTERN_KINDS = {
+    0: ExternKind.FUNC,
+    1: ExternKind.TABLE,
+    2: ExternKind.MEMORY,
+    3: ExternKind.GLOBAL,
+}
 _TAG_KIND = 4
 TABLE_WITH_INIT = 0x40
 
@@ -111,6 +139,7 @@ def _read_vec_count(data: bytes, pos: int) -> tuple[int, int]:
 
 # Type section
 
+
 def _type_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     types = state.module.types
@@ -118,7 +147,9 @@ def _type_section(data: bytes, pos: int, state: _State) -> int:
         type_pos = pos
         after_gc_type = skip_gc_composite_type(data, pos)
         if after_gc_type is not None:
-            state.notes.defer(UnsupportedFeature("gc", "struct or array type", type_pos))
+            state.notes.defer(
+                UnsupportedFeature("gc", "struct or array type", type_pos)
+            )
             pos = after_gc_type
             types.append(FuncType((), ()))  # a placeholder: the module is rejected
             continue
@@ -128,6 +159,7 @@ def _type_section(data: bytes, pos: int, state: _State) -> int:
 
 
 # Import section
+
 
 def _import_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
@@ -152,11 +184,13 @@ def _import_section(data: bytes, pos: int, state: _State) -> int:
             raise UnsupportedFeature("exception-handling", "tag import", kind_pos)
         else:
             raise DecodeError(f"malformed import kind (0x{kind_byte:02x})", kind_pos)
-        imports.append(Import(module_name, item_name, kind, desc))  # type: ignore[arg-type]
+        import_entry = Import(module_name, item_name, kind, desc)  # type: ignore[arg-type]
+        imports.append(import_entry)
     return pos
 
 
 # Function section
+
 
 def _function_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
@@ -169,6 +203,7 @@ def _function_section(data: bytes, pos: int, state: _State) -> int:
 
 # Table section
 
+
 def _table_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     tables = state.module.tables
@@ -178,10 +213,15 @@ def _table_section(data: bytes, pos: int, state: _State) -> int:
             tables.append(Table(table_type))
             continue
         # The function-references encoding: 0x40 0x00, table type, init expression.
-        state.notes.defer(UnsupportedFeature(
-            "function-references", "table with an initializer expression", pos))
+        state.notes.defer(
+            UnsupportedFeature(
+                "function-references", "table with an initializer expression", pos
+            )
+        )
         if data[pos + 1] != 0:
-            raise DecodeError(f"zero byte expected (found 0x{data[pos + 1]:02x})", pos + 1)
+            raise DecodeError(
+                f"zero byte expected (found 0x{data[pos + 1]:02x})", pos + 1
+            )
         table_type, pos = read_table_type(data, pos + 2, state.notes)
         init, pos = _read_const_expr(data, pos, state)
         tables.append(Table(table_type, init))
@@ -189,6 +229,7 @@ def _table_section(data: bytes, pos: int, state: _State) -> int:
 
 
 # Memory section
+
 
 def _memory_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
@@ -201,6 +242,7 @@ def _memory_section(data: bytes, pos: int, state: _State) -> int:
 
 # Global section
 
+
 def _global_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     globals_ = state.module.globals
@@ -212,6 +254,7 @@ def _global_section(data: bytes, pos: int, state: _State) -> int:
 
 
 # Export section
+
 
 def _export_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
@@ -232,12 +275,14 @@ def _export_section(data: bytes, pos: int, state: _State) -> int:
 
 # Start section
 
+
 def _start_section(data: bytes, pos: int, state: _State) -> int:
     state.module.start, pos = read_u32(data, pos)
     return pos
 
 
 # Element section
+
 
 def _read_func_index_exprs(data: bytes, pos: int) -> tuple[list[ConstExpr], int]:
     """Read a vector of function indices as `ref.func` constant expressions."""
@@ -267,7 +312,7 @@ def _read_elem_kind(data: bytes, pos: int) -> tuple[ValType, int]:
 
 
 def _read_elem_segment(data: bytes, pos: int, state: _State) -> tuple[ElemSegment, int]:
-    """Read one element segment in any of its 8 encodings (spec section "Element Section").
+    """Read one element segment in any of its 8 encodings (spec "Element Section").
 
     Bit 0 of the flags marks a passive or declarative segment, bit 1 an
     explicit table index (active) or a declarative segment (otherwise), and
@@ -312,12 +357,14 @@ def _element_section(data: bytes, pos: int, state: _State) -> int:
 
 # Data count section
 
+
 def _data_count_section(data: bytes, pos: int, state: _State) -> int:
     state.module.data_count, pos = read_u32(data, pos)
     return pos
 
 
 # Code section
+
 
 def _read_locals(data: bytes, pos: int) -> tuple[list[ValType], int]:
     start = pos
@@ -352,6 +399,7 @@ def _code_section(data: bytes, pos: int, state: _State) -> int:
 
 # Data section
 
+
 def _data_section(data: bytes, pos: int, state: _State) -> int:
     count, pos = _read_vec_count(data, pos)
     datas = state.module.datas
@@ -375,6 +423,7 @@ def _data_section(data: bytes, pos: int, state: _State) -> int:
 
 
 # Custom sections
+
 
 def _custom_section(data: bytes, start: int, end: int, state: _State) -> int:
     name, pos = read_name(data, start)
@@ -401,8 +450,9 @@ def _decode_names(payload: bytes, offset: int, state: _State) -> None:
         state.module.names = decode_name_section(payload)
     except DecodeError as exc:
         where = exc.offset + offset if exc.offset is not None else offset
-        logger.debug("ignoring a malformed name section: %s (at byte 0x%x)",
-                     exc.message, where)
+        logger.debug(
+            "ignoring a malformed name section: %s (at byte 0x%x)", exc.message, where
+        )
     except (IndexError, struct.error):
         logger.debug("ignoring a truncated name section at byte 0x%x", offset)
 
@@ -425,6 +475,7 @@ _SECTION_READERS: dict[int, SectionReader] = {
 
 
 # Modules
+
 
 def check_header(data: bytes) -> None:
     """Raise DecodeError unless `data` starts with the magic and version 1."""
@@ -487,8 +538,11 @@ def _finish(data: bytes, state: _State) -> Module:
             "data count section required (memory.init or data.drop is used)",
             len(data),
         )
-    for unsupported in (state.notes.unsupported, state.const_notes.unsupported,
-                        state.code_notes.unsupported):
+    for unsupported in (
+        state.notes.unsupported,
+        state.const_notes.unsupported,
+        state.code_notes.unsupported,
+    ):
         if unsupported is not None:
             raise unsupported
     for type_index, function in zip(type_indices, bodies):

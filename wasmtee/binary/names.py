@@ -56,8 +56,9 @@ def decode_name_section(content: bytes) -> NameSection:
                 func_start = pos
                 func_index, pos = read_u32(content, pos)
                 if func_index in names.local_names:
-                    raise DecodeError(f"duplicate function {func_index} in local names",
-                                      func_start)
+                    raise DecodeError(
+                        f"duplicate function {func_index} in local names", func_start
+                    )
                 names.local_names[func_index], pos = _read_name_map(content, pos)
         else:
             pos = end

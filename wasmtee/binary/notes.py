@@ -16,7 +16,7 @@ class DecodeNotes:
     malformed module to be reported as malformed.
     """
 
-    __slots__ = ("uses_data_index", "unsupported")
+    __slots__ = ("unsupported", "uses_data_index")
 
     def __init__(self) -> None:
         self.uses_data_index = False

@@ -39,9 +39,7 @@ def _read_unsigned(data: bytes, pos: int, bits: int) -> tuple[int, int]:
         byte = data[pos]
         pos += 1
         if remaining < 7 and (byte & 0x7F) >= 1 << remaining:
-            raise DecodeError(
-                f"integer too large (u{bits} byte 0x{byte:02x})", pos - 1
-            )
+            raise DecodeError(f"integer too large (u{bits} byte 0x{byte:02x})", pos - 1)
         result |= (byte & 0x7F) << shift
         if byte < 0x80:
             return result, pos

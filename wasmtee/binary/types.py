@@ -66,9 +66,7 @@ REF_FORM = 0x64
 PACKED_TYPES = frozenset({0x78, 0x77})
 
 
-def _read_other_type(
-    data: bytes, pos: int, message: str
-) -> tuple[ValType, int]:
+def _read_other_type(data: bytes, pos: int, message: str) -> tuple[ValType, int]:
     """Read a type byte outside the one-byte 2.0 value types.
 
     `(ref null func)` and `(ref null extern)` are the long forms of funcref
@@ -171,9 +169,13 @@ def read_limits(data: bytes, pos: int, notes: DecodeNotes) -> tuple[Limits, int]
         if flags > 7:
             raise DecodeError(f"malformed limits flags (0x{flags:02x})", pos)
         if flags & 4:
-            notes.defer(UnsupportedFeature("memory64", f"limits flags 0x{flags:02x}", pos))
+            notes.defer(
+                UnsupportedFeature("memory64", f"limits flags 0x{flags:02x}", pos)
+            )
         else:
-            notes.defer(UnsupportedFeature("threads", f"limits flags 0x{flags:02x}", pos))
+            notes.defer(
+                UnsupportedFeature("threads", f"limits flags 0x{flags:02x}", pos)
+            )
     # Limits are u64 as in WebAssembly 3.0, whose test suite expects an
     # out-of-range size to be invalid ("memory size"), not malformed. The
     # validator checks the ranges of 2.0.
@@ -190,7 +192,9 @@ def read_table_type(data: bytes, pos: int, notes: DecodeNotes) -> tuple[TableTyp
     return TableType(elem_type, limits), pos
 
 
-def read_memory_type(data: bytes, pos: int, notes: DecodeNotes) -> tuple[MemoryType, int]:
+def read_memory_type(
+    data: bytes, pos: int, notes: DecodeNotes
+) -> tuple[MemoryType, int]:
     limits, pos = read_limits(data, pos, notes)
     return MemoryType(limits), pos
 

@@ -726,6 +726,7 @@ def test_iter_sections():
     (module(b"\x0e\x00"), "malformed section id"),
     (module(b"\x01\x05\x00"), "length out of bounds"),
     (module(b"\x01"), "unexpected end"),
+    (module(b"\x00\x02\x05abcde"), "unexpected end"),
 ])
 def test_iter_sections_malformed(data, message):
     with pytest.raises(DecodeError) as info:

@@ -50,7 +50,13 @@ def iter_sections(data: bytes | bytearray | memoryview) -> Iterator[SectionInfo]
             if end > len(data):
                 raise DecodeError(UNEXPECTED_END, len(data))
             if section_id == CUSTOM_SECTION:
-                name, _ = read_name(data, start)
+                name, name_end = read_name(data, start)
+                if name_end > end:
+                    raise DecodeError(
+                        f"{UNEXPECTED_END} (custom section name runs past the "
+                        "section end)",
+                        end,
+                    )
         except IndexError:
             raise DecodeError(UNEXPECTED_END, len(data)) from None
         yield SectionInfo(section_id, name, pos, start, size)

@@ -360,20 +360,25 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
     instr_type = Instr
     kinds = _KINDS
     control: list[int] = []
+    # Local names for the kinds: the loop runs once per instruction.
+    k_index, k_memarg, k_i32, k_none = K_INDEX, K_MEMARG, K_I32, K_NONE
+    k_end, k_block, k_else, k_other = K_END, K_BLOCK, K_ELSE, K_OTHER
+    k_prefix_fc, k_deferred = K_PREFIX_FC, K_DEFERRED
+    read_unsigned = _read_unsigned
     while True:
         start = pos
         op = data[pos]
         pos += 1
         kind = kinds[op]
-        if kind == K_INDEX:
+        if kind == k_index:
             byte = data[pos]
             if byte < 0x80:
                 pos += 1
                 append(new(instr_type, (op, byte, start)))
             else:
-                index, pos = _read_unsigned(data, pos, 32)
+                index, pos = read_unsigned(data, pos, 32)
                 append(new(instr_type, (op, index, start)))
-        elif kind == K_MEMARG:
+        elif kind == k_memarg:
             flags = data[pos]
             offset = data[pos + 1]
             if flags < 0x40 and offset < 0x80:
@@ -382,7 +387,7 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
             else:
                 memarg, pos = _read_memarg(data, pos)
                 append(new(instr_type, (op, memarg, start)))
-        elif kind == K_I32:
+        elif kind == k_i32:
             byte = data[pos]
             if byte < 0x80:
                 pos += 1
@@ -392,31 +397,31 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
             else:
                 value, pos = _read_signed(data, pos, 32)
                 append(new(instr_type, (op, value, start)))
-        elif kind == K_NONE:
+        elif kind == k_none:
             append(new(instr_type, (op, None, start)))
-        elif kind == K_END:
+        elif kind == k_end:
             append(new(instr_type, (op, None, start)))
             if not control:
                 return instrs, pos
             control.pop()
-        elif kind == K_BLOCK:
+        elif kind == k_block:
             block_type, pos = _read_block_type(data, pos)
             append(new(instr_type, (op, block_type, start)))
             control.append(_IF if op == opcodes.IF else _BLOCK_OR_LOOP)
-        elif kind == K_ELSE:
+        elif kind == k_else:
             if not control or control[-1] != _IF:
                 raise DecodeError("END opcode expected (else outside if)", start)
             control[-1] = _IF_WITH_ELSE
             append(new(instr_type, (op, None, start)))
-        elif kind == K_OTHER:
+        elif kind == k_other:
             imm, pos = _READERS[op](data, pos)  # type: ignore[misc]
             append(new(instr_type, (op, imm, start)))
-        elif kind == K_PREFIX_FC:
+        elif kind == k_prefix_fc:
             code, imm, pos = _decode_fc(data, start, pos)
             if code in _DATA_INDEX_OPS:
                 notes.uses_data_index = True
             append(new(instr_type, (code, imm, start)))
-        elif kind == K_DEFERRED:
+        elif kind == k_deferred:
             imm, pos = _decode_deferred(data, start, op, notes)
             append(new(instr_type, (op, imm, start)))
             if op == TRY_TABLE:

@@ -302,6 +302,11 @@ def test_malformed_text_rejected(text, message):
     assert info.value.line is not None
 
 
+def test_line_comment_ends_at_carriage_return():
+    module = parse_wat("(func (result i32) (i32.const 1) ;; note\r (return (i32.const 2)))")
+    assert ops(module.funcs[0].body)[1:3] == [("i32.const", 2), ("return", None)]
+
+
 def test_error_reports_line_and_column():
     with pytest.raises(WatSyntaxError) as info:
         parse_wat("(module\n  (func\n    (i32.bogus)))")

@@ -23,7 +23,7 @@ _IDCHARS = r"0-9A-Za-z!#$%&'*+\-./:<=>?@\\^_`|~"
 _STRING = r'"(?:[^"\\\x00-\x1f\x7f]|\\(?:[0-9a-fA-F]{2}|[tnr"\'\\]|u\{[0-9a-fA-F]+\}))*"'
 _TOKEN_RE = re.compile(
     r"(?P<space>[ \t\n\r]+)"
-    r"|(?P<line_comment>;;[^\n]*)"
+    r"|(?P<line_comment>;;[^\n\r]*)"
     r"|(?P<block_comment>\(;)"
     r"|(?P<annotation>\(@)"
     r"|(?P<lparen>\()"

@@ -85,10 +85,16 @@ SEEDS = _build_seeds()
 
 
 def _decode_bounded(data: bytes) -> None:
-    """Decode `data`, allowing only WasmteeError, and fail if it takes too long."""
+    """Decode `data`, allowing only WasmteeError with an offset inside the input.
+
+    Fail if decoding takes too long.
+    """
     started = time.perf_counter()
     try:
         decode_module(data)
+    except DecodeError as exc:
+        assert exc.offset is not None
+        assert 0 <= exc.offset <= len(data)
     except WasmteeError:
         pass
     elapsed = time.perf_counter() - started

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -559,6 +560,7 @@ def decode_module(data: bytes | bytearray | memoryview) -> Module:
     later proposals (SIMD, threads, memory64, exception handling, ...).
     """
     data = bytes(data)
+    started = time.perf_counter()
     check_header(data)
     state = _State(Module())
     # Decoding allocates millions of instruction tuples and no cycles. The
@@ -573,4 +575,11 @@ def decode_module(data: bytes | bytearray | memoryview) -> Module:
     finally:
         if gc_was_enabled:
             gc.enable()
-    return _finish(data, state)
+    module = _finish(data, state)
+    logger.debug(
+        "decoded a module of %d bytes with %d functions in %.3f s",
+        len(data),
+        len(module.funcs),
+        time.perf_counter() - started,
+    )
+    return module

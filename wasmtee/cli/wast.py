@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wasmtee.script.runner import Summary, run_script_file
+from wasmtee.script.runner import DEFAULT_COMMAND_TIMEOUT, Summary, run_script_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="a .wast script")
     parser.add_argument("--tier", choices=["python", "llvm"], default="python",
                         help="execution tier that runs the modules (default: python)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_COMMAND_TIMEOUT,
+                        metavar="SECONDS",
+                        help="interrupt and fail a command that runs longer than this "
+                        f"(default: {DEFAULT_COMMAND_TIMEOUT:.0f})")
     parser.add_argument("--per-file", action="store_true",
                         help="also print one count line per script")
     parser.set_defaults(handler=run)
@@ -28,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     total = Summary()
     out = sys.stdout
     for path in args.files:
-        summary = run_script_file(path, tier=args.tier)
+        summary = run_script_file(path, tier=args.tier, timeout=args.timeout)
         for failure in summary.failures:
             print(failure, file=out)
         if args.per_file:

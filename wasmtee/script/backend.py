@@ -36,7 +36,8 @@ class Backend:
 
         engine = _ENGINES.get(tier)
         if engine is None:
-            engine = _ENGINES[tier] = Engine(Config(tier=tier))
+            # Interruption lets the runner stop a command that runs too long.
+            engine = _ENGINES[tier] = Engine(Config(tier=tier, epoch_interruption=True))
         self.tier = tier
         self.store = Store(engine)
         self._validate = validate_module
@@ -44,6 +45,13 @@ class Backend:
 
     def close(self) -> None:
         self.store.close()
+
+    def interrupt(self) -> None:
+        """Make the running wasm code trap with INTERRUPTED; safe from another thread."""
+        self.store.interrupt()
+
+    def clear_interrupt(self) -> None:
+        self.store.clear_interrupt()
 
     def decode(self, data: bytes) -> Module:
         return decode_module(data)

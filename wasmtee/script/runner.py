@@ -14,6 +14,7 @@ DecodeError passes, because text-format messages differ between tools.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -82,12 +83,43 @@ class _Slot:
     failed_line: int | None = None
 
 
+# Seconds one command may run before the watchdog interrupts it.
+DEFAULT_COMMAND_TIMEOUT = 60.0
+
+
+class _Watchdog:
+    """A thread that interrupts the store when one command runs longer than `timeout`."""
+
+    def __init__(self, backend: Backend, timeout: float) -> None:
+        self.backend = backend
+        self.timeout = timeout
+        self.started: float | None = None
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.watch, name="wast-watchdog", daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        interval = min(1.0, self.timeout / 4)
+        while not self.stopped.wait(interval):
+            started = self.started
+            if started is not None and time.monotonic() - started > self.timeout:
+                log.warning("interrupting a command that ran longer than %.0fs", self.timeout)
+                self.backend.interrupt()
+                self.started = None
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
 class ScriptRunner:
     """Runs the commands of one script in a fresh store."""
 
-    def __init__(self, file: str, backend: Backend) -> None:
+    def __init__(self, file: str, backend: Backend,
+                 timeout: float = DEFAULT_COMMAND_TIMEOUT) -> None:
         self.file = file
         self.backend = backend
+        self.timeout = timeout
         self.summary = Summary()
         self.current: _Slot | None = None
         self.named: dict[str, _Slot] = {}
@@ -110,22 +142,33 @@ class ScriptRunner:
 
     def run(self, commands: list[Command]) -> Summary:
         start = time.perf_counter()
-        for command in commands:
-            try:
-                self.run_command(command)
-            except _Outcome as outcome:
-                if outcome.skip:
-                    self.skip(outcome.reason)
-                else:
-                    self.fail(command.line, f"{command.kind}: {outcome.reason}")
-            except RecursionError:
-                self.fail(command.line, f"{command.kind}: Python RecursionError escaped")
-            except Exception as exc:  # a bug in another layer must not stop the script
-                log.debug("internal error at %s:%d", self.file, command.line, exc_info=True)
-                self.fail(command.line,
-                          f"{command.kind}: internal error: {type(exc).__name__}: {exc}")
+        watchdog = _Watchdog(self.backend, self.timeout)
+        try:
+            for command in commands:
+                watchdog.started = time.monotonic()
+                self.run_one(command)
+                watchdog.started = None
+                self.backend.clear_interrupt()
+        finally:
+            watchdog.stop()
         self.summary.seconds = time.perf_counter() - start
         return self.summary
+
+    def run_one(self, command: Command) -> None:
+        """Run one command and count its outcome."""
+        try:
+            self.run_command(command)
+        except _Outcome as outcome:
+            if outcome.skip:
+                self.skip(outcome.reason)
+            else:
+                self.fail(command.line, f"{command.kind}: {outcome.reason}")
+        except RecursionError:
+            self.fail(command.line, f"{command.kind}: Python RecursionError escaped")
+        except Exception as exc:  # a bug in another layer must not stop the script
+            log.debug("internal error at %s:%d", self.file, command.line, exc_info=True)
+            self.fail(command.line,
+                      f"{command.kind}: internal error: {type(exc).__name__}: {exc}")
 
     def run_command(self, command: Command) -> None:
         kind = command.kind
@@ -330,7 +373,8 @@ class ScriptRunner:
                        "module instantiated")
 
 
-def run_script_text(text: str, file: str, backend: Backend) -> Summary:
+def run_script_text(text: str, file: str, backend: Backend,
+                    timeout: float = DEFAULT_COMMAND_TIMEOUT) -> Summary:
     """Run the script in `text`; a malformed script counts as one failure."""
     try:
         commands = parse_script(text)
@@ -339,11 +383,15 @@ def run_script_text(text: str, file: str, backend: Backend) -> Summary:
         summary.failed = 1
         summary.failures.append(Failure(file, exc.line or 0, f"malformed script: {exc}"))
         return summary
-    return ScriptRunner(file, backend).run(commands)
+    return ScriptRunner(file, backend, timeout).run(commands)
 
 
-def run_script_file(path: str | Path, tier: str = "python") -> Summary:
-    """Run one .wast file on `tier` ("python" or "llvm") in a fresh store."""
+def run_script_file(path: str | Path, tier: str = "python",
+                    timeout: float = DEFAULT_COMMAND_TIMEOUT) -> Summary:
+    """Run one .wast file on `tier` ("python" or "llvm") in a fresh store.
+
+    A command that runs longer than `timeout` seconds is interrupted and fails.
+    """
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -353,7 +401,7 @@ def run_script_file(path: str | Path, tier: str = "python") -> Summary:
         return summary
     backend = Backend(tier)
     try:
-        summary = run_script_text(text, str(path), backend)
+        summary = run_script_text(text, str(path), backend, timeout)
     finally:
         backend.close()
     log.info("%s: %s in %.2fs", path, summary.line(), summary.seconds)

@@ -32,6 +32,7 @@ from difftest.generate import (
 from difftest.harness import build_harness, build_harness_text
 from difftest.sides import (
     Outcome,
+    Side,
     WasmteeSide,
     WasmtimeSide,
     describe_exports,
@@ -69,9 +70,15 @@ def module_for(seed: int) -> bytes:
 
 
 @functools.cache
+def side(name: str) -> Side:
+    """Return the shared side for "wasmtime" or a wasmtee tier name."""
+    return WasmtimeSide() if name == "wasmtime" else WasmteeSide(name)
+
+
+@functools.cache
 def reference_outcome(seed: int) -> Outcome:
     module = module_for(seed)
-    return record_outcome(WasmtimeSide(), seed, module, describe_exports(module))
+    return record_outcome(side("wasmtime"), seed, module, describe_exports(module))
 
 
 @functools.cache
@@ -181,7 +188,7 @@ def test_wasmtee_matches_wasmtime(seed, tier):
         pytest.skip(reason)
     module = module_for(seed)
     exports = describe_exports(module)
-    actual = record_outcome(WasmteeSide(tier), seed, module, exports)
+    actual = record_outcome(side(tier), seed, module, exports)
     difference = first_difference(reference_outcome(seed), actual)
     if difference:
         pytest.fail(

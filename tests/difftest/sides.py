@@ -22,6 +22,7 @@ byte.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -105,9 +106,16 @@ class Side:
 
     name = "abstract"
     api: Any
+    _engine: Any = None
 
     def new_engine(self) -> Any:
         raise NotImplementedError
+
+    def engine(self) -> Any:
+        """Return this side's engine, created on first use and then shared."""
+        if self._engine is None:
+            self._engine = self.new_engine()
+        return self._engine
 
     def trap_class(self, exc: BaseException) -> str | None:
         """Return the canonical trap message for a trap, or None for other errors."""
@@ -215,10 +223,15 @@ def wasmtee_tier_available(tier: str) -> str | None:
     return None
 
 
+@functools.cache
+def _reference_engine() -> Any:
+    return importlib.import_module("wasmtime").Engine()
+
+
 def describe_exports(module_bytes: bytes) -> list[Export]:
     """Read the export types of a module with wasmtime, the reference runtime."""
     wasmtime = importlib.import_module("wasmtime")
-    module = wasmtime.Module(wasmtime.Engine(), module_bytes)
+    module = wasmtime.Module(_reference_engine(), module_bytes)
 
     def type_name(value_type: Any) -> str:
         # wasmtime-py prints externref as "anyref", so compare instead.
@@ -257,7 +270,7 @@ def record_outcome(side: Side, seed: int, module_bytes: bytes, exports: list[Exp
     outcome = Outcome()
     events = outcome.events
     api = side.api
-    engine = side.new_engine()
+    engine = side.engine()
     store = api.Store(engine)
     try:
         module = api.Module(engine, module_bytes)

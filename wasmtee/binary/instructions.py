@@ -4,7 +4,8 @@
 returns them as one flat list of `Instr`, that `end` included. The immediate
 kind (`Imm`) of each opcode in `wasmtee.opcodes.OPS` selects how its
 immediates are read. This module only adds the opcodes of later proposals,
-which raise `UnsupportedFeature`.
+which raise `UnsupportedFeature`: at once, or for those whose immediates it
+can read, once the rest of the module turned out well formed.
 
 The decoder checks the block structure that the binary grammar fixes: `else`
 may only follow the instructions of an `if` that has no `else` yet, and every
@@ -21,14 +22,14 @@ from typing import Any
 from wasmtee import opcodes
 from wasmtee.binary.notes import DecodeNotes
 from wasmtee.binary.reader import (
-    _read_signed,
-    _read_unsigned,
     read_f32_bits,
     read_f64_bits,
     read_len32,
     read_s64,
+    read_signed,
     read_u32,
     read_u64,
+    read_unsigned,
 )
 from wasmtee.binary.types import (
     PROPOSAL_TYPES,
@@ -261,7 +262,7 @@ def _read_memarg(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
 
 
 def _read_i32(data: bytes, pos: int) -> tuple[int, int]:
-    return _read_signed(data, pos, 32)
+    return read_signed(data, pos, 32)
 
 
 def _build_tables() -> tuple[
@@ -312,7 +313,7 @@ def _read_block_type(data: bytes, pos: int) -> tuple[Any, int]:
         # A one-byte negative s33: a value type, just not a 2.0 one.
         return read_valtype(data, pos)
     start = pos
-    index, pos = _read_signed(data, pos, 33)
+    index, pos = read_signed(data, pos, 33)
     if index < 0:
         raise DecodeError(f"malformed block type ({index})", start)
     return index, pos
@@ -364,7 +365,7 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
     k_index, k_memarg, k_i32, k_none = K_INDEX, K_MEMARG, K_I32, K_NONE
     k_end, k_block, k_else, k_other = K_END, K_BLOCK, K_ELSE, K_OTHER
     k_prefix_fc, k_deferred = K_PREFIX_FC, K_DEFERRED
-    read_unsigned = _read_unsigned
+    read_unsigned_leb = read_unsigned
     while True:
         start = pos
         op = data[pos]
@@ -376,7 +377,7 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
                 pos += 1
                 append(new(instr_type, (op, byte, start)))
             else:
-                index, pos = read_unsigned(data, pos, 32)
+                index, pos = read_unsigned_leb(data, pos, 32)
                 append(new(instr_type, (op, index, start)))
         elif kind == k_memarg:
             flags = data[pos]
@@ -395,7 +396,7 @@ def decode_expr(data: bytes, pos: int, notes: DecodeNotes) -> tuple[list[Instr],
                     new(instr_type, (op, byte - 0x80 if byte & 0x40 else byte, start))
                 )
             else:
-                value, pos = _read_signed(data, pos, 32)
+                value, pos = read_signed(data, pos, 32)
                 append(new(instr_type, (op, value, start)))
         elif kind == k_none:
             append(new(instr_type, (op, None, start)))

@@ -29,7 +29,8 @@ def read_byte(data: bytes, pos: int) -> tuple[int, int]:
     return data[pos], pos + 1
 
 
-def _read_unsigned(data: bytes, pos: int, bits: int) -> tuple[int, int]:
+def read_unsigned(data: bytes, pos: int, bits: int) -> tuple[int, int]:
+    """Read an unsigned LEB128 integer of at most `bits` bits."""
     result = 0
     shift = 0
     remaining = bits
@@ -47,7 +48,8 @@ def _read_unsigned(data: bytes, pos: int, bits: int) -> tuple[int, int]:
         remaining -= 7
 
 
-def _read_signed(data: bytes, pos: int, bits: int) -> tuple[int, int]:
+def read_signed(data: bytes, pos: int, bits: int) -> tuple[int, int]:
+    """Read a signed LEB128 integer of at most `bits` bits."""
     result = 0
     shift = 0
     remaining = bits
@@ -76,32 +78,32 @@ def read_u32(data: bytes, pos: int) -> tuple[int, int]:
     byte = data[pos]
     if byte < 0x80:
         return byte, pos + 1
-    return _read_unsigned(data, pos, 32)
+    return read_unsigned(data, pos, 32)
 
 
 def read_u64(data: bytes, pos: int) -> tuple[int, int]:
     byte = data[pos]
     if byte < 0x80:
         return byte, pos + 1
-    return _read_unsigned(data, pos, 64)
+    return read_unsigned(data, pos, 64)
 
 
 def read_s32(data: bytes, pos: int) -> tuple[int, int]:
     byte = data[pos]
     if byte < 0x80:
         return (byte - 0x80 if byte & 0x40 else byte), pos + 1
-    return _read_signed(data, pos, 32)
+    return read_signed(data, pos, 32)
 
 
 def read_s33(data: bytes, pos: int) -> tuple[int, int]:
-    return _read_signed(data, pos, 33)
+    return read_signed(data, pos, 33)
 
 
 def read_s64(data: bytes, pos: int) -> tuple[int, int]:
     byte = data[pos]
     if byte < 0x80:
         return (byte - 0x80 if byte & 0x40 else byte), pos + 1
-    return _read_signed(data, pos, 64)
+    return read_signed(data, pos, 64)
 
 
 def read_f32_bits(data: bytes, pos: int) -> tuple[int, int]:

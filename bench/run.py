@@ -118,9 +118,10 @@ def run_worker(
             f"{runtime} timed out after {timeout:.0f} s on {wasm.name} size {size}"
         ) from None
     if proc.returncode != 0:
-        raise BenchError(
-            f"{runtime} failed on {wasm.name} size {size}:\n{proc.stderr.strip()[-2000:]}"
-        )
+        # The last line of a traceback names the exception; rerun
+        # bench/runtimes.py by hand for the whole traceback.
+        last_line = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise BenchError(f"{runtime} failed on {wasm.name} size {size}: {last_line}")
     data = json.loads(proc.stdout)
     if "unavailable" in data:
         return data["unavailable"]

@@ -103,29 +103,19 @@ def run_pywasm(path: Path, argv: list[str]) -> tuple[str, int, float, float]:
 
 
 def _wasmtee_api_runner(tier: str) -> Runner:
-    """Return a runner that drives wasmtee through its embedding API.
-
-    The calls follow the wasmtime-py shape that wasmtee's API copies. When
-    they do not match the installed wasmtee, make_wasmtee_runner falls back
-    to the command line.
-    """
+    """Return a runner that drives wasmtee through its embedding API and wasmtee.wasi."""
     import wasmtee
+    from wasmtee.wasi import WasiConfig, add_to_linker
 
     def run(path: Path, argv: list[str]) -> tuple[str, int, float, float]:
-        with tempfile.TemporaryDirectory() as tmp:
-            out_path = os.path.join(tmp, "stdout")
-            start = time.perf_counter()
-            config = wasmtee.Config()
-            config.tier = tier
-            engine = wasmtee.Engine(config)
-            module = wasmtee.Module.from_file(engine, str(path))
-            store = wasmtee.Store(engine)
-            wasi = wasmtee.WasiConfig()
-            wasi.argv = argv
-            wasi.stdout_file = out_path
-            store.set_wasi(wasi)
-            linker = wasmtee.Linker(engine)
-            linker.define_wasi()
+        stdout = io.BytesIO()
+        start = time.perf_counter()
+        engine = wasmtee.Engine(wasmtee.Config(tier=tier))
+        module = wasmtee.Module.from_file(engine, str(path))
+        store = wasmtee.Store(engine)
+        linker = wasmtee.Linker(engine)
+        context = add_to_linker(linker, store, WasiConfig(argv=argv, stdout=stdout))
+        try:
             instance = linker.instantiate(store, module)
             entry = instance.exports(store)["_start"]
             compiled = time.perf_counter()
@@ -135,9 +125,9 @@ def _wasmtee_api_runner(tier: str) -> Runner:
             except wasmtee.WasiExit as exc:
                 exit_code = exc.code
             finished = time.perf_counter()
-            del entry, instance, store
-            stdout = Path(out_path).read_text()
-        return stdout, exit_code, compiled - start, finished - compiled
+        finally:
+            context.close()
+        return stdout.getvalue().decode(), exit_code, compiled - start, finished - compiled
 
     return run
 
@@ -164,33 +154,34 @@ def _wasmtee_cli_runner(tier: str) -> Runner:
     return run
 
 
-API_NAMES = ("Config", "Engine", "Module", "Store", "Linker", "WasiConfig")
-
-
 def make_wasmtee_runner(tier: str) -> Runner:
     """Return a runner for one wasmtee tier, or raise RuntimeUnavailable.
 
-    The embedding API is preferred. While wasmtee lacks it, the runner falls
-    back to `python3 -m wasmtee run` when that subcommand exists.
+    The embedding API is preferred. Without it, the runner falls back to
+    `python3 -m wasmtee run` when that subcommand exists.
     """
     sys.path.insert(0, str(REPO_ROOT))
-    module_name = {"python": "wasmtee.pytier", "llvm": "wasmtee.llvm"}[tier]
     try:
         import wasmtee
+        from wasmtee.runtime.tiers import get_tier
 
-        __import__(module_name)
-    except ImportError as exc:
+        get_tier(tier)
+    except (ImportError, wasmtee.WasmteeError) as exc:
         raise RuntimeUnavailable(f"the {tier} tier is unavailable: {exc}") from None
-    if all(hasattr(wasmtee, name) for name in API_NAMES):
+    try:
+        import wasmtee.wasi  # noqa: F401
+
         return _wasmtee_api_runner(tier)
+    except ImportError:
+        pass
     try:
         __import__("wasmtee.cli.run")
     except ImportError as exc:
         raise RuntimeUnavailable(
-            f"wasmtee has neither the embedding API nor `wasmtee run`: {exc}"
+            f"wasmtee has neither WASI in its API nor `wasmtee run`: {exc}"
         ) from None
-    # TODO: drop the CLI fallback once wasmtee exports the full embedding API;
-    # until then wasmtee's numbers include interpreter start-up.
+    # TODO: drop the CLI fallback once the API path is proven; the CLI's
+    # numbers include interpreter start-up.
     return _wasmtee_cli_runner(tier)
 
 

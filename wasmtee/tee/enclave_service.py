@@ -266,7 +266,8 @@ class EnclaveService:
             raise EnclaveError("WASI arguments must be strings")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise EnclaveError("WASI environment names and values must be strings")
-        exit_code, stdout, stderr = self._wasm().run_wasi(module.compiled, argv, env, stdin)
+        exit_code, stdout, stderr = self._wasm().run_wasi(
+            module.compiled, argv, env, stdin, self._guest_attestation(module))
         return {"exit_code": exit_code, "stdout": stdout, "stderr": stderr}
 
     def _module(self, args: dict[str, Any]) -> LoadedModule:

@@ -13,6 +13,9 @@ from typing import Any
 from wasmtee.errors import WasmteeError
 from wasmtee.tee.errors import EnclaveError
 
+# Standard output or error kept per run_wasi call; the rest is dropped.
+MAX_OUTPUT_SIZE = 16 * 1024 * 1024
+
 
 def _load_api() -> Any:
     try:
@@ -81,11 +84,73 @@ class WasmRuntime:
             return list(result)
         return [result]
 
-    def run_wasi(self, module: Any, argv: list[str], env: dict[str, str],
-                 stdin: bytes) -> tuple[int, bytes, bytes]:
-        # TODO: needs the WASI backend interface (wasmtee/wasi), which is not
-        # in this build yet, so run_wasi always fails with EnclaveError.
-        raise EnclaveError("run_wasi is not available: wasmtee.wasi is missing from this build")
+    def run_wasi(self, module: Any, argv: list[str], env: dict[str, str], stdin: bytes,
+                 host_imports: Any = None,
+                 preopens: list[tuple[str, Any]] | None = None) -> tuple[int, bytes, bytes]:
+        """Run a WASI command's `_start`; return its exit status, stdout and stderr.
+
+        The guest sees no host directory: only the `preopens` backends
+        (guest path, wasmtee.wasi.fs backend), for example protected files.
+        """
+        # NOTE: not yet run end to end, because the validator and the python
+        # tier were missing from this build when this was written.
+        from wasmtee.wasi import WasiConfig, add_to_linker
+
+        stdout = BoundedOutput(MAX_OUTPUT_SIZE)
+        stderr = BoundedOutput(MAX_OUTPUT_SIZE)
+        config = WasiConfig(argv=list(argv), env=dict(env), stdin=bytes(stdin),
+                            stdout=stdout, stderr=stderr)
+        for guest_path, backend in preopens or []:
+            config.preopen_backend(guest_path, backend)
+        store = self._api.Store(self._engine)
+        linker = self._api.Linker(self._engine)
+        context = add_to_linker(linker, store, config)
+        if host_imports is not None:
+            self._define_guest_functions(linker, host_imports)
+        try:
+            instance = linker.instantiate(store, module)
+            try:
+                start = instance.exports(store)["_start"]
+            except KeyError:
+                raise EnclaveError("module has no exported _start function; "
+                                   "it is not a WASI command") from None
+            try:
+                start(store)
+                exit_code = 0
+            except self._api.WasiExit as exc:
+                exit_code = exc.code
+        finally:
+            context.close()
+        return exit_code, stdout.getvalue(), stderr.getvalue()
+
+
+class BoundedOutput:
+    """A write-only binary stream that keeps at most `limit` bytes.
+
+    Output past the limit is counted and dropped, so a guest that writes
+    forever cannot exhaust the enclave's memory.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.dropped = 0
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> int:
+        room = self.limit - self._size
+        if room > 0:
+            kept = bytes(data[:room])
+            self._chunks.append(kept)
+            self._size += len(kept)
+        self.dropped += max(0, len(data) - max(room, 0))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def getvalue(self) -> bytes:
+        return b"".join(self._chunks)
 
 
 def _with_memory(function: Any) -> Any:

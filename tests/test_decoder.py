@@ -413,6 +413,7 @@ def test_instruction_immediates():
         ref.func $f ref.is_null drop
         f64.const 1 i64.trunc_sat_f64_u i64.extend32_s drop
         local.get 0 local.get 0))""")
+
     decoded = decode_module(binary)
     listing = ops(decoded.funcs[0].body)
     expected_prefix = [
@@ -427,6 +428,7 @@ def test_instruction_immediates():
         ("i32.const", 0), ("br_table", ((0, 0), 0)),
     ]
     assert listing[:len(expected_prefix)] == expected_prefix
+
     rest = listing[len(expected_prefix):]
     assert ("select_t", (I32,)) in rest
     assert ("ref.null", EXTERNREF) in rest
@@ -444,6 +446,7 @@ def test_instruction_immediates():
     assert ("ref.func", 0) in rest
     assert ("i64.trunc_sat_f64_u", None) in rest
     assert ("i64.extend32_s", None) in rest
+
     assert listing[-1] == ("end", None)
     assert decoded.data_count == 1
 
@@ -555,6 +558,7 @@ def test_all_sections_from_wat():
       (func $start)
       (elem (i32.const 0) $main)
       (data (i32.const 8) "\\00\\ff"))""")
+
     decoded = decode_module(binary)
     assert decoded.types[0] == FuncType((I32, I64), (F32,))
     assert [(i.module, i.name, i.kind) for i in decoded.imports] == [
@@ -564,6 +568,7 @@ def test_all_sections_from_wat():
     assert decoded.imports[2].desc.limits == Limits(1, 2)
     assert decoded.imports[3].desc.val_type == I32
     assert decoded.imports[3].desc.mutable is False
+
     assert len(decoded.funcs) == 2
     assert decoded.funcs[0].type_index == 0
     assert decoded.funcs[0].locals == [F64]
@@ -575,6 +580,7 @@ def test_all_sections_from_wat():
     assert {(e.name, e.kind, e.index) for e in decoded.exports} == {
         ("main", ExternKind.FUNC, 1), ("counter", ExternKind.GLOBAL, 1),
         ("mem", ExternKind.MEMORY, 0)}
+
     assert decoded.start == 2
     assert decoded.datas[0].init == b"\x00\xff"
     assert decoded.names.module_name == "mod"

@@ -6,6 +6,8 @@ Both runtimes instantiate it, call every exported function with the same
 deterministic arguments, and then read every exported global, table and the
 memory. Results and state compare bit-exact (smith canonicalizes NaNs, the
 only nondeterminism the spec allows here), and traps compare by kind.
+The six benchmark programs in bench/wasm (C compiled for WASI) run on both
+as well, at workload size 1, and must print the same checksum.
 
 WASMTEE_DIFF_COUNT sets the number of seeds (default 150) and
 WASMTEE_DIFF_FIRST_SEED the first one (default 0). To reproduce one
@@ -17,8 +19,11 @@ only with WASMTEE_DIFF_INCOMPLETE_TIERS=1.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +201,43 @@ def test_wasmtee_matches_wasmtime(seed, tier):
             f"{difference}\nmodule:\n{print_module(module)[:4000]}",
             pytrace=False,
         )
+
+
+# ---- the benchmark programs: real C code through WASI --------------------
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+BENCH_PROGRAMS = sorted(p.stem for p in (BENCH_DIR / "wasm").glob("*.wasm"))
+
+
+@functools.cache
+def bench_runtimes() -> Any:
+    """Import bench/runtimes.py, which holds the WASI runners of the benchmarks."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_runtimes", BENCH_DIR / "runtimes.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_programs_present():
+    assert len(BENCH_PROGRAMS) == 6, BENCH_PROGRAMS
+
+
+@pytest.mark.parametrize("tier", ["python", "llvm"])
+@pytest.mark.parametrize("program", BENCH_PROGRAMS)
+def test_bench_program_matches_wasmtime(program, tier):
+    reason = tier_unavailable(tier)
+    if reason:
+        pytest.skip(reason)
+    runtimes = bench_runtimes()
+    try:
+        wasmtee_run = runtimes.make_runner(f"wasmtee-{tier}")
+    except runtimes.RuntimeUnavailable as exc:
+        pytest.skip(str(exc))
+    path = BENCH_DIR / "wasm" / f"{program}.wasm"
+    argv = [program, "1"]
+    expected_stdout, expected_status, _, _ = runtimes.run_wasmtime(path, argv)
+    stdout, status, _, _ = wasmtee_run(path, argv)
+    assert status == expected_status
+    assert stdout == expected_stdout

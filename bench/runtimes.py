@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -132,34 +131,8 @@ def _wasmtee_api_runner(tier: str) -> Runner:
     return run
 
 
-def _wasmtee_cli_runner(tier: str) -> Runner:
-    """Return a runner that times `python3 -m wasmtee run` as a whole.
-
-    The CLI gives no split between compilation and execution, so the whole
-    wall time, interpreter start included, counts as `run`.
-    """
-
-    def run(path: Path, argv: list[str]) -> tuple[str, int, float, float]:
-        command = [sys.executable, "-m", "wasmtee", "run", "--tier", tier, str(path)]
-        command += argv[1:]
-        start = time.perf_counter()
-        proc = subprocess.run(
-            command, cwd=REPO_ROOT, capture_output=True, text=True, check=False
-        )
-        finished = time.perf_counter()
-        if proc.returncode != 0 and not proc.stdout:
-            raise RuntimeError(f"wasmtee run failed: {proc.stderr.strip()[-500:]}")
-        return proc.stdout, proc.returncode, 0.0, finished - start
-
-    return run
-
-
 def make_wasmtee_runner(tier: str) -> Runner:
-    """Return a runner for one wasmtee tier, or raise RuntimeUnavailable.
-
-    The embedding API is preferred. Without it, the runner falls back to
-    `python3 -m wasmtee run` when that subcommand exists.
-    """
+    """Return a runner for one wasmtee tier, or raise RuntimeUnavailable."""
     sys.path.insert(0, str(REPO_ROOT))
     try:
         import wasmtee
@@ -170,19 +143,9 @@ def make_wasmtee_runner(tier: str) -> Runner:
         raise RuntimeUnavailable(f"the {tier} tier is unavailable: {exc}") from None
     try:
         import wasmtee.wasi  # noqa: F401
-
-        return _wasmtee_api_runner(tier)
-    except ImportError:
-        pass
-    try:
-        __import__("wasmtee.cli.run")
     except ImportError as exc:
-        raise RuntimeUnavailable(
-            f"wasmtee has neither WASI in its API nor `wasmtee run`: {exc}"
-        ) from None
-    # TODO: drop the CLI fallback once the API path is proven; the CLI's
-    # numbers include interpreter start-up.
-    return _wasmtee_cli_runner(tier)
+        raise RuntimeUnavailable(f"wasmtee.wasi does not import: {exc}") from None
+    return _wasmtee_api_runner(tier)
 
 
 def make_runner(runtime: str) -> Runner:

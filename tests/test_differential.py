@@ -211,7 +211,7 @@ BENCH_PROGRAMS = sorted(p.stem for p in (BENCH_DIR / "wasm").glob("*.wasm"))
 
 @functools.cache
 def bench_runtimes() -> Any:
-    """Import bench/runtimes.py, which holds the WASI runners of the benchmarks."""
+    """Import bench/runtimes.py, which contains the WASI runners of the benchmarks."""
     spec = importlib.util.spec_from_file_location(
         "bench_runtimes", BENCH_DIR / "runtimes.py"
     )

@@ -169,12 +169,7 @@ class WasmteeSide(Side):
         self.name = f"wasmtee-{tier}"
 
     def new_engine(self) -> Any:
-        # TODO: confirm the tier setting once wasmtee's Config lands; this
-        # assumes a `tier` attribute, as the design's "choose the tier through
-        # Config" suggests.
-        config = self.api.Config()
-        config.tier = self.tier
-        return self.api.Engine(config)
+        return self.api.Engine(self.api.Config(tier=self.tier))
 
     def trap_class(self, exc: BaseException) -> str | None:
         if not isinstance(exc, self.api.Trap):

@@ -21,15 +21,21 @@ RESERVED = "reserved"
 
 _IDCHARS = r"0-9A-Za-z!#$%&'*+\-./:<=>?@\\^_`|~"
 _STRING = r'"(?:[^"\\\x00-\x1f\x7f]|\\(?:[0-9a-fA-F]{2}|[tnr"\'\\]|u\{[0-9a-fA-F]+\}))*"'
+# Leading whitespace is consumed with each token. `plain` is a run of idchars
+# that no string or reserved character continues (possessive, so it never
+# backtracks into a shorter run); `atom` covers strings and reserved tokens.
 _TOKEN_RE = re.compile(
-    r"(?P<space>[ \t\n\r]+)"
-    r"|(?P<line_comment>;;[^\n\r]*)"
+    r"[ \t\n\r]*(?:"
+    r"(?P<line_comment>;;[^\n\r]*)"
     r"|(?P<block_comment>\(;)"
     r"|(?P<annotation>\(@)"
     r"|(?P<lparen>\()"
     r"|(?P<rparen>\))"
-    rf"|(?P<atom>(?:[{_IDCHARS}]|{_STRING}|[,\[\]{{}}]|;(?!;))+)"
+    rf"|(?P<plain>[{_IDCHARS}]++)(?![\",\[\]{{}}]|;(?!;))"
+    rf"|(?P<atom>(?:[{_IDCHARS}]+|{_STRING}|[,\[\]{{}}]+|;(?!;))+)"
+    r")"
 )
+_SPACE_RE = re.compile(r"[ \t\n\r]*")
 _STRING_RE = re.compile(_STRING)
 _PLAIN_ATOM_RE = re.compile(rf"[{_IDCHARS}]+")
 _ESCAPE_RE = re.compile(r"\\(?:([0-9a-fA-F]{2})|([tnr\"'\\])|u\{([0-9a-fA-F]+)\})")
@@ -204,28 +210,31 @@ class _Lexer:
         stack: list[tuple[list[Node], int, bool]] = []
         items: list[Node] = []
         text = self.text
+        length = len(text)
         match_token = _TOKEN_RE.match
+        pos = 0
         while True:
-            match = match_token(text, self.pos)
+            match = match_token(text, pos)
             if match is None:
-                if self.pos >= len(text):
+                pos = _SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
+                if pos >= length:
                     break
+                self.pos = pos
                 raise self.explain_bad_char()
             kind = match.lastgroup
-            start = self.pos
-            self.pos = match.end()
-            if kind == "space" or kind == "line_comment":
-                continue
-            if kind == "atom":
-                items.append(self.make_atom(match.group(), start))
+            start = match.start(kind)  # type: ignore[arg-type]
+            pos = match.end()
+            if kind == "plain":
+                token = match.group(kind)  # type: ignore[arg-type]
+                if token[0] != "$":
+                    items.append(Atom(KEYWORD, token, start))
+                elif len(token) > 1:
+                    items.append(Atom(ID, token, start, token[1:].encode("utf-8")))
+                else:
+                    # A lone "$" is reserved; parsers reject it as an empty identifier.
+                    items.append(Atom(RESERVED, token, start))
             elif kind == "lparen":
                 stack.append((items, start, False))
-                items = []
-            elif kind == "annotation":
-                # Inside an annotation, "(@" is an ordinary parenthesis and needs no id.
-                if not any(annotated for _, _, annotated in stack):
-                    self.check_annotation_id(start)
-                stack.append((items, start, True))
                 items = []
             elif kind == "rparen":
                 if not stack:
@@ -234,8 +243,21 @@ class _Lexer:
                 if not is_annotation:
                     parent.append(SList(items, open_at, start))
                 items = parent
+            elif kind == "line_comment":
+                continue
+            elif kind == "atom":
+                self.pos = pos
+                items.append(self.make_atom(match.group(kind), start))  # type: ignore[arg-type]
+            elif kind == "annotation":
+                # Inside an annotation, "(@" is an ordinary parenthesis and needs no id.
+                if not any(annotated for _, _, annotated in stack):
+                    self.check_annotation_id(start)
+                stack.append((items, start, True))
+                items = []
             else:
                 self.skip_block_comment(start)
+                pos = self.pos
+        self.pos = pos
         if stack:
             _, open_at, is_annotation = stack[-1]
             if any(annotated for _, _, annotated in stack):
@@ -245,9 +267,10 @@ class _Lexer:
 
     def check_annotation_id(self, start: int) -> None:
         match = _TOKEN_RE.match(self.text, start + 2)
-        if match is None or match.lastgroup != "atom":
+        kind = match.lastgroup if match is not None else None
+        if kind not in ("plain", "atom") or match.start(kind) != start + 2:  # type: ignore[union-attr]
             raise self.fail("empty annotation id", start)
-        token = match.group()
+        token = match.group(kind)  # type: ignore[union-attr]
         if token[0] == '"':
             if not _STRING_RE.fullmatch(token):
                 raise self.fail("empty annotation id", start)

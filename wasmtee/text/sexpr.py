@@ -22,8 +22,9 @@ RESERVED = "reserved"
 _IDCHARS = r"0-9A-Za-z!#$%&'*+\-./:<=>?@\\^_`|~"
 _STRING = r'"(?:[^"\\\x00-\x1f\x7f]|\\(?:[0-9a-fA-F]{2}|[tnr"\'\\]|u\{[0-9a-fA-F]+\}))*"'
 # Leading whitespace is consumed with each token. `plain` is a run of idchars
-# that no string or reserved character continues (possessive, so it never
-# backtracks into a shorter run); `atom` covers strings and reserved tokens.
+# that no string or reserved character continues. Its quantifier is possessive
+# so that it never backtracks into a shorter run. `atom` covers strings and
+# reserved tokens.
 _TOKEN_RE = re.compile(
     r"[ \t\n\r]*(?:"
     r"(?P<line_comment>;;[^\n\r]*)"

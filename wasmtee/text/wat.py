@@ -2,10 +2,10 @@
 
 Parsing runs in two passes over the module fields. The first pass collects the
 identifiers of every index space, the explicit type definitions, and checks
-that imports come before definitions. The second pass builds the module; it
-resolves type uses, appending an implicit type definition at the end of the
-type section for every inline signature that matches no existing type, as the
-spec's abbreviation rules require.
+that imports come before definitions. The second pass builds the module and
+resolves type uses. As the spec's abbreviation rules require, every inline
+signature that matches no existing type appends an implicit type definition
+at the end of the type section.
 """
 
 from __future__ import annotations

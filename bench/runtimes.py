@@ -138,9 +138,16 @@ def make_wasmtee_runner(tier: str) -> Runner:
         import wasmtee
         from wasmtee.runtime.tiers import get_tier
 
-        get_tier(tier)
+        tier_object = get_tier(tier)
     except (ImportError, wasmtee.WasmteeError) as exc:
         raise RuntimeUnavailable(f"the {tier} tier is unavailable: {exc}") from None
+    # A tier still being built sets `automatic = False` (see wasmtee.runtime.tiers).
+    incomplete = not getattr(tier_object, "automatic", True)
+    if incomplete and os.environ.get("WASMTEE_BENCH_INCOMPLETE_TIERS") != "1":
+        raise RuntimeUnavailable(
+            f"the {tier} tier marks itself incomplete; set "
+            "WASMTEE_BENCH_INCOMPLETE_TIERS=1 to measure it anyway"
+        )
     try:
         import wasmtee.wasi  # noqa: F401
     except ImportError as exc:

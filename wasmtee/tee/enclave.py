@@ -303,10 +303,21 @@ class Enclave:
                            timeout=None)
 
     def run_wasi(self, module: LoadedModule, args: list[str] | None = None,
-                 env: dict[str, str] | None = None, stdin: bytes = b"") -> WasiResult:
-        """Run a WASI command module's `_start` inside the enclave."""
-        result = self._ecall("run_wasi", {"module": module.handle, "args": args or [],
-                                          "env": env or {}, "stdin": stdin}, timeout=None)
+                 env: dict[str, str] | None = None, stdin: bytes = b"",
+                 protected_dir: str | None = None,
+                 protected_store: str = "default") -> WasiResult:
+        """Run a WASI command module's `_start` inside the enclave.
+
+        With `protected_dir` (a guest path such as "/data"), the guest gets a
+        directory of protected files stored encrypted under the host storage
+        directory, in the store named `protected_store`.
+        """
+        request: dict[str, Any] = {"module": module.handle, "args": args or [],
+                                   "env": env or {}, "stdin": bytes(stdin)}
+        if protected_dir is not None:
+            request["protected_dir"] = protected_dir
+            request["protected_store"] = protected_store
+        result = self._ecall("run_wasi", request, timeout=None)
         return WasiResult(result["exit_code"], result["stdout"], result["stderr"])
 
     def get_quote(self, report_data: bytes = b"") -> bytes:

@@ -255,7 +255,8 @@ class EnclaveService:
         return self._wasm().call(instance, export, values)
 
     def _run_wasi(self, args: dict[str, Any]) -> dict[str, Any]:
-        _check_keys("run_wasi", args, {"module", "args", "env", "stdin"})
+        _check_keys("run_wasi", args, {"module", "args", "env", "stdin", "protected_dir",
+                                       "protected_store"})
         module = self._module(args)
         argv = _get(args, "args", list, optional=True) or []
         env = _get(args, "env", dict, optional=True) or {}
@@ -266,9 +267,24 @@ class EnclaveService:
             raise EnclaveError("WASI arguments must be strings")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise EnclaveError("WASI environment names and values must be strings")
+        preopens = []
+        protected_dir = _get(args, "protected_dir", str, optional=True)
+        if protected_dir is not None:
+            store_name = _get(args, "protected_store", str, optional=True) or "default"
+            preopens.append((protected_dir, self._protected_directory(store_name)))
         exit_code, stdout, stderr = self._wasm().run_wasi(
-            module.compiled, argv, env, stdin, self._guest_attestation(module))
+            module.compiled, argv, env, stdin, self._guest_attestation(module), preopens)
         return {"exit_code": exit_code, "stdout": stdout, "stderr": stderr}
+
+    def _protected_directory(self, store_name: str) -> Any:
+        from wasmtee.tee.protected_files import OcallStorage, ProtectedFileStore
+        from wasmtee.tee.protected_fs import ProtectedDirectory
+
+        if not store_name.isidentifier():
+            raise EnclaveError(f"protected store name must be an identifier, not {store_name!r}")
+        assert self._sealer is not None
+        storage = OcallStorage(self._ocall, prefix=f"protected/{store_name}/")
+        return ProtectedDirectory(ProtectedFileStore(self._sealer, storage, store_name))
 
     def _module(self, args: dict[str, Any]) -> LoadedModule:
         module = self._modules.get(_get(args, "module", bytes))

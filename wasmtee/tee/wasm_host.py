@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from wasmtee.errors import WasmteeError
 from wasmtee.tee.errors import EnclaveError
 
 # Standard output or error kept per run_wasi call; the rest is dropped.
@@ -168,5 +167,3 @@ def _with_memory(function: Any) -> Any:
 
     return host_function
 
-
-__all__ = ["WasmRuntime", "WasmteeError"]

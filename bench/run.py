@@ -12,7 +12,8 @@ The slow runtimes (pywasm and the wasmtee python tier) run at the base size
 S, chosen so that pywasm takes a second or two. At S, native code and
 wasmtime finish in micro- to milliseconds, which process start-up and timer
 noise would swamp. The fast runtimes (native, wasmtime, the wasmtee llvm tier)
-therefore also run at a large size L, and their time at S is estimated as
+therefore also run at a large size L when they finish S in under 50 ms, and
+their time at S is then estimated as
 S * (time(L) - time(S)) / (L - S). Every ratio compares the same work, S
 rounds, with fixed start-up costs removed from the fast side only. (For the
 slow side they are under 1% of the time.)
@@ -49,8 +50,11 @@ BASE_SIZES = {
 }
 
 SLOW_RUNTIMES = ("pywasm", "wasmtee-python")
+# Runtimes that also run at the large size L, unless they need at least
+# SLOW_ENOUGH_SECONDS at the base size S.
 FAST_RUNTIMES = ("wasmtime", "wasmtee-llvm", "native")
 ALL_RUNTIMES = SLOW_RUNTIMES + FAST_RUNTIMES
+SLOW_ENOUGH_SECONDS = 0.05
 
 
 class BenchError(Exception):
@@ -225,7 +229,13 @@ def run_benchmark(name: str, args: argparse.Namespace) -> Result:
     size = max(1, round(args.sizes.get(name, BASE_SIZES[name] * args.scale)))
     result = Result(name, size)
     result.base = measure_all(result, args.runtimes, size, args)
-    fast = [rt for rt in args.runtimes if rt in FAST_RUNTIMES and rt in result.base]
+    # A runtime that needs 50 ms or more at S is timed well enough there, and
+    # at L it could run for minutes.
+    fast = [
+        rt for rt in args.runtimes
+        if rt in FAST_RUNTIMES and rt in result.base
+        and result.base[rt].run_seconds < SLOW_ENOUGH_SECONDS
+    ]
     if fast:
         result.large_size = calibrate_large_size(name, size, args)
         result.large = measure_all(result, fast, result.large_size, args)

@@ -187,7 +187,7 @@ def test_first_difference_notices_missing_events():
 
 @pytest.mark.parametrize("tier", ["python", "llvm"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_wasmtee_matches_wasmtime(seed, tier):
+def test_wasmtee_matches_wasmtime(seed, tier, tmp_path):
     reason = tier_unavailable(tier)
     if reason:
         pytest.skip(reason)
@@ -196,9 +196,12 @@ def test_wasmtee_matches_wasmtime(seed, tier):
     actual = record_outcome(side(tier), seed, module, exports)
     difference = first_difference(reference_outcome(seed), actual)
     if difference:
+        saved = tmp_path / f"seed-{seed}.wasm"
+        saved.write_bytes(module)
         pytest.fail(
             f"seed {seed}: wasmtee ({tier} tier) differs from wasmtime at "
-            f"{difference}\nmodule:\n{print_module(module)[:4000]}",
+            f"{difference}\nmodule saved as {saved}; its start:\n"
+            f"{print_module(module)[:4000]}",
             pytrace=False,
         )
 

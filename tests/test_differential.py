@@ -193,6 +193,84 @@ def test_first_difference_notices_missing_events():
     assert "<none>" in message
 
 
+# ---- trap kinds: one hand-written module per kind -------------------------
+
+# (expected trap message, function body, extra module fields). Each module
+# exports "run" with no parameters; the spec test suite's message for each
+# fault is the expected class, except that an out-of-range call_indirect
+# index counts as a table access out of bounds (see TRAP_ALIASES).
+TRAP_CASES = {
+    "unreachable": ("unreachable", "unreachable", ""),
+    "div_by_zero": ("integer divide by zero", "i32.const 1 i32.const 0 i32.div_u drop", ""),
+    "overflow": (
+        "integer overflow", "i32.const 0x80000000 i32.const -1 i32.div_s drop", ""
+    ),
+    "bad_conversion": (
+        "invalid conversion to integer", "f32.const nan i32.trunc_f32_s drop", ""
+    ),
+    "load_out_of_bounds": (
+        "out of bounds memory access", "i32.const 65533 i32.load drop", "(memory 1)"
+    ),
+    "fill_out_of_bounds": (
+        "out of bounds memory access",
+        "i32.const 65535 i32.const 0 i32.const 2 memory.fill",
+        "(memory 1)",
+    ),
+    "table_get_out_of_bounds": (
+        "out of bounds table access", "i32.const 1 table.get 0 drop", "(table 1 funcref)"
+    ),
+    "call_indirect_out_of_range": (
+        "out of bounds table access",
+        "i32.const 1 call_indirect (type $void)",
+        "(type $void (func)) (table 1 funcref)",
+    ),
+    "call_indirect_null": (
+        "uninitialized element",
+        "i32.const 0 call_indirect (type $void)",
+        "(type $void (func)) (table 1 funcref)",
+    ),
+    "call_indirect_type_mismatch": (
+        "indirect call type mismatch",
+        "i32.const 0 call_indirect (type $void)",
+        "(type $void (func)) (table 1 funcref) (func $takes_i32 (param i32))"
+        " (elem (i32.const 0) $takes_i32)",
+    ),
+    "stack_exhausted": ("call stack exhausted", "call $run", ""),
+}
+
+
+@functools.cache
+def trap_module(case: str) -> bytes:
+    _, body, fields = TRAP_CASES[case]
+    return wasmtime.wat2wasm(f'(module {fields} (func $run (export "run") {body}))')
+
+
+@pytest.mark.parametrize("case", sorted(TRAP_CASES))
+def test_wasmtime_trap_kind(case):
+    module = trap_module(case)
+    outcome = record_outcome(side("wasmtime"), 0, module, describe_exports(module))
+    expected_trap = TRAP_CASES[case][0]
+    assert outcome.events[0] == "instantiate: ok"
+    calls = [e for e in outcome.events if e.startswith("call")]
+    assert len(calls) == 2
+    for event in calls:
+        assert event.endswith(f"-> trap: {expected_trap}")
+
+
+@pytest.mark.parametrize("tier", ["python", "llvm"])
+@pytest.mark.parametrize("case", sorted(TRAP_CASES))
+def test_wasmtee_trap_kind(case, tier):
+    reason = tier_unavailable(tier)
+    if reason:
+        pytest.skip(reason)
+    module = trap_module(case)
+    exports = describe_exports(module)
+    expected = record_outcome(side("wasmtime"), 0, module, exports)
+    actual = record_outcome(side(tier), 0, module, exports)
+    difference = first_difference(expected, actual)
+    assert difference is None, f"{case} on the {tier} tier: {difference}"
+
+
 # ---- wasmtee against wasmtime --------------------------------------------
 
 

@@ -159,12 +159,18 @@ def run_native(name: str, size: int, repetitions: int, timeout: float) -> Sample
     return Sample(stdout, None, best)
 
 
-def measure(runtime: str, name: str, size: int, args: argparse.Namespace) -> Sample | str:
+def measure(
+    runtime: str,
+    name: str,
+    size: int,
+    args: argparse.Namespace,
+    repetitions: int | None = None,
+) -> Sample | str:
+    """Time one runtime on one benchmark, --repetitions times unless given."""
+    repetitions = repetitions or args.repetitions
     if runtime == "native":
-        return run_native(name, size, args.repetitions, args.timeout)
-    return run_worker(
-        runtime, WASM_DIR / f"{name}.wasm", size, args.repetitions, args.timeout
-    )
+        return run_native(name, size, repetitions, args.timeout)
+    return run_worker(runtime, WASM_DIR / f"{name}.wasm", size, repetitions, args.timeout)
 
 
 def calibrate_large_size(name: str, size: int, args: argparse.Namespace) -> int:
@@ -172,9 +178,7 @@ def calibrate_large_size(name: str, size: int, args: argparse.Namespace) -> int:
     reference = "native" if "native" in args.runtimes else "wasmtime"
     large = size * 100
     for _ in range(8):
-        sample = measure(reference, name, large, argparse.Namespace(**{
-            **vars(args), "repetitions": 1
-        }))
+        sample = measure(reference, name, large, args, repetitions=1)
         if isinstance(sample, str):
             return large
         if sample.run_seconds >= args.fast_target:

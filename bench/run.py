@@ -241,7 +241,11 @@ def run_benchmark(name: str, args: argparse.Namespace) -> Result:
         and result.base[rt].run_seconds < SLOW_ENOUGH_SECONDS
     ]
     if fast:
-        result.large_size = calibrate_large_size(name, size, args)
+        try:
+            result.large_size = calibrate_large_size(name, size, args)
+        except BenchError as exc:
+            result.failures["calibration"] = str(exc)
+            return result
         result.large = measure_all(result, fast, result.large_size, args)
         for runtime in list(result.base):
             if runtime in fast and runtime not in result.large:

@@ -2,8 +2,9 @@
 
 Works on any object with `buf` (a writable buffer) and `size` (the current
 length in bytes), so the runtime's MemoryInstance and a test's fake memory
-both fit. Every access outside [0, size) raises WasiError FAULT, which the
-host function returns to the guest as an errno.
+both fit. Every access outside [0, size) raises Trap(MEMORY_OUT_OF_BOUNDS),
+as in wasmtime and WAMR: a guest that hands WASI a bad pointer stops instead
+of getting EFAULT back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from wasmtee.errors import Trap, TrapCode
 from wasmtee.wasi.constants import Errno, WasiError
 
 _U16 = struct.Struct("<H")
@@ -26,14 +28,15 @@ class GuestMemory:
 
     def __init__(self, memory: Any) -> None:
         if memory is None:
-            raise WasiError(Errno.FAULT, "the module exports no memory")
+            raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, "the module has no memory for WASI to use")
         self.buf = memory.buf
         self.size = memory.size
 
     def check(self, address: int, length: int) -> None:
         if address < 0 or length < 0 or address + length > self.size:
-            raise WasiError(
-                Errno.FAULT, f"address 0x{address:x} + {length} > {self.size} bytes"
+            raise Trap(
+                TrapCode.MEMORY_OUT_OF_BOUNDS,
+                f"WASI argument at address 0x{address:x} + {length} > {self.size} bytes",
             )
 
     def u16(self, address: int) -> int:

@@ -331,21 +331,21 @@ class Preview1:
     def fd_seek(self, mem: GuestMemory, fd: int, offset: int, whence: int, result: int) -> int:
         offset = _signed64(offset)
         needed = Rights.FD_TELL if offset == 0 and whence == self.layout.whence[1] else Rights.FD_SEEK
+        if self.ctx.get(fd).filetype == Filetype.DIRECTORY:
+            raise WasiError(Errno.BADF, f"fd {fd} is a directory")
         entry = self.ctx.get(fd, needed)
         mem.check(result, 8)
         if whence not in self.layout.whence:
             raise WasiError(Errno.INVAL, f"unknown whence {whence}")
         host_whence = (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END)[self.layout.whence.index(whence)]
-        if entry.filetype == Filetype.DIRECTORY:
-            raise WasiError(Errno.BADF, f"fd {fd} is a directory")
         mem.set_u64(result, entry.node.seek(offset, host_whence))
         return Errno.SUCCESS
 
     def fd_tell(self, mem: GuestMemory, fd: int, result: int) -> int:
+        if self.ctx.get(fd).filetype == Filetype.DIRECTORY:
+            raise WasiError(Errno.BADF, f"fd {fd} is a directory")
         entry = self.ctx.get(fd, Rights.FD_TELL)
         mem.check(result, 8)
-        if entry.filetype == Filetype.DIRECTORY:
-            raise WasiError(Errno.BADF, f"fd {fd} is a directory")
         mem.set_u64(result, entry.node.seek(0, os.SEEK_CUR))
         return Errno.SUCCESS
 
@@ -411,13 +411,16 @@ class Preview1:
         # Rights a new descriptor may hold are bounded by the directory's inheriting set.
         base = rights_base & entry.rights_inheriting
         inheriting = rights_inheriting & entry.rights_inheriting
-        write_rights = Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE
+        # The rights that wasi-libc requests only for O_WRONLY and O_RDWR.
+        write_rights = (Rights.FD_WRITE | Rights.FD_DATASYNC | Rights.FD_ALLOCATE
+                        | Rights.FD_FILESTAT_SET_SIZE)
         directory = bool(oflags & OFLAG_DIRECTORY)
+        # A directory opened with write rights fails with ISDIR, as in wasmtime.
         flags = OpenFlags(
             create=bool(oflags & OFLAG_CREAT), exclusive=bool(oflags & OFLAG_EXCL),
             truncate=bool(oflags & OFLAG_TRUNC), directory=directory,
             read=bool(base & (Rights.FD_READ | Rights.FD_READDIR)) or not base & write_rights,
-            write=bool(base & write_rights) and not directory,
+            write=bool(base & write_rights),
             append=bool(fdflags & FDFLAG_APPEND),
         )
         if flags.truncate and not flags.write:
@@ -482,10 +485,9 @@ class Preview1:
         return poll_oneoff(self, mem, in_ptr, out_ptr, count, nevents_ptr)
 
     def _socket(self, fd: int, rights: int) -> SocketNode:
-        entry = self.ctx.get(fd, rights)
-        if not isinstance(entry.node, SocketNode):
+        if not isinstance(self.ctx.get(fd).node, SocketNode):
             raise WasiError(Errno.NOTSOCK, f"fd {fd} is not a socket")
-        return entry.node
+        return self.ctx.get(fd, rights).node
 
     def sock_accept(self, mem: GuestMemory, fd: int, flags: int, fd_ptr: int) -> int:
         node = self._socket(fd, Rights.SOCK_ACCEPT)

@@ -235,6 +235,9 @@ class NativeInstance:
         self.context.rt_call = ctypes.cast(self.rt_call_callback, ctypes.c_void_p).value
         self.context.rt_op = ctypes.cast(self.rt_op_callback, ctypes.c_void_p).value
         self.context.max_depth = getattr(self.store, "max_call_depth", 10_000)
+        native_contexts = getattr(self.store.interrupt_cell, "native_contexts", None)
+        if native_contexts is not None:
+            native_contexts.add(self)
         self.global_types: list[ValType] = list(
             imp.desc.val_type for imp in compiled.module.imports_of(ExternKind.GLOBAL)  # type: ignore[union-attr]
         ) + [g.type.val_type for g in compiled.module.globals]
@@ -253,6 +256,15 @@ class NativeInstance:
                 func_type, name, self._make_call(func_index, func_type), instance, func_index
             )
             self.functions.append(function)
+
+    @property
+    def interrupt(self) -> int:
+        return int(self.context.interrupt)
+
+    @interrupt.setter
+    def interrupt(self, value: int) -> None:
+        # Written by the store's interrupt cell, possibly from another thread.
+        self.context.interrupt = value
 
     # -- crossing into native code -----------------------------------------
 

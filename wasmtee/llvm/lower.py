@@ -279,7 +279,9 @@ class FunctionLowering:
             empty = self.value(f"icmp slt i64 {left}, 0")
             self.trap_if(empty, TrapCode.OUT_OF_FUEL)
         if options.interruptible:
-            _, flag = self.ctx_field(CTX_INTERRUPT, "i64")
+            pointer = self.value(f"getelementptr i8, ptr %ctx, i64 {CTX_INTERRUPT}")
+            # Volatile, because another thread sets the flag while this loop runs.
+            flag = self.value(f"load volatile i64, ptr {pointer}")
             raised = self.value(f"icmp ne i64 {flag}, 0")
             self.trap_if(raised, TrapCode.INTERRUPTED)
 

@@ -23,6 +23,26 @@ def _check_limit(name: str, value: int | None) -> int | None:
     return value
 
 
+class InterruptCell(list):  # type: ignore[type-arg]
+    """The one-element list `[interrupted]` that the python tier reads at loop back-edges.
+
+    Native code cannot read a Python list, so the llvm tier registers objects
+    with an `interrupt` attribute (its context blocks) in `native_contexts`;
+    setting the flag writes through to each of them.
+    """
+
+    __slots__ = ("native_contexts",)
+
+    def __init__(self) -> None:
+        super().__init__([False])
+        self.native_contexts: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        list.__setitem__(self, index, value)
+        for context in list(self.native_contexts):
+            context.interrupt = 1 if value else 0
+
+
 def _fire(cell: list[bool]) -> None:
     cell[0] = True
 
@@ -46,7 +66,7 @@ class Store:
         self.config: Config = engine.config
         self.data = data
         self.fuel_cell: list[int] | None = [0] if self.config.consume_fuel else None
-        self.interrupt_cell: list[bool] = [False]
+        self.interrupt_cell: InterruptCell = InterruptCell()
         self.max_call_depth: int = self.config.max_call_depth
         self.memory_limit: int | None = None  # bytes per linear memory
         self.table_limit: int | None = None  # elements per table

@@ -1,0 +1,319 @@
+"""The llvm tier: results, traps, sandboxing of memory accesses, host calls, AOT artifacts."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+
+pytest.importorskip("llvmlite")
+
+from wasmtee import Config, Engine, Func, FuncType, Instance, Module, Store, Trap, TrapCode, ValType  # noqa: E402
+from wasmtee.errors import CompileError  # noqa: E402
+
+I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
+
+
+def instantiate(wat: str, imports: list | None = None, **config: object):
+    engine = Engine(Config(tier="llvm", **config))
+    store = Store(engine)
+    module = Module(engine, wat)
+    instance = Instance(store, module, imports or [])
+    return store, instance.exports(store)
+
+
+def call(wat: str, name: str, *args: object) -> object:
+    store, exports = instantiate(wat)
+    return exports[name](store, *args)
+
+
+def trap_code(wat: str, name: str, *args: object) -> TrapCode:
+    store, exports = instantiate(wat)
+    with pytest.raises(Trap) as info:
+        exports[name](store, *args)
+    return info.value.code
+
+
+FIB = """
+(module
+  (func $fib (export "fib") (param i32) (result i32)
+    local.get 0 i32.const 2 i32.lt_u
+    if (result i32) local.get 0
+    else
+      local.get 0 i32.const 1 i32.sub call $fib
+      local.get 0 i32.const 2 i32.sub call $fib
+      i32.add
+    end))
+"""
+
+
+def test_recursive_fib() -> None:
+    assert call(FIB, "fib", 20) == 6765
+
+
+def test_integer_semantics() -> None:
+    wat = """
+    (module
+      (func (export "div_s") (param i32 i32) (result i32) local.get 0 local.get 1 i32.div_s)
+      (func (export "rem_s") (param i32 i32) (result i32) local.get 0 local.get 1 i32.rem_s)
+      (func (export "shl") (param i64 i64) (result i64) local.get 0 local.get 1 i64.shl)
+      (func (export "rotl") (param i32 i32) (result i32) local.get 0 local.get 1 i32.rotl)
+      (func (export "clz") (param i64) (result i64) local.get 0 i64.clz)
+      (func (export "ext8") (param i32) (result i32) local.get 0 i32.extend8_s))
+    """
+    store, exports = instantiate(wat)
+    assert exports["div_s"](store, -7, 2) == -3
+    assert exports["rem_s"](store, -(2**31), -1) == 0
+    assert exports["shl"](store, 1, 65) == 2
+    assert exports["rotl"](store, 0x80000001, 1) == 3
+    assert exports["clz"](store, 0) == 64
+    assert exports["ext8"](store, 0x80) == -128
+
+
+def test_integer_traps() -> None:
+    wat = """
+    (module
+      (func (export "div") (param i32 i32) (result i32) local.get 0 local.get 1 i32.div_s)
+      (func (export "trunc") (param f64) (result i32) local.get 0 i32.trunc_f64_s)
+      (func (export "unreachable") unreachable))
+    """
+    assert trap_code(wat, "div", 1, 0) is TrapCode.INTEGER_DIVIDE_BY_ZERO
+    assert trap_code(wat, "div", -(2**31), -1) is TrapCode.INTEGER_OVERFLOW
+    assert trap_code(wat, "trunc", 2.0**31) is TrapCode.INTEGER_OVERFLOW
+    assert trap_code(wat, "trunc", math.nan) is TrapCode.BAD_CONVERSION_TO_INTEGER
+    assert trap_code(wat, "unreachable") is TrapCode.UNREACHABLE
+    assert call(wat, "trunc", -2147483648.9) == -(2**31)
+
+
+def test_float_semantics() -> None:
+    wat = """
+    (module
+      (func (export "min") (param f32 f32) (result f32) local.get 0 local.get 1 f32.min)
+      (func (export "nearest") (param f64) (result f64) local.get 0 f64.nearest)
+      (func (export "nan_bits") (result i32) f32.const nan:0x200000 i32.reinterpret_f32)
+      (func (export "neg_bits") (param i32) (result i32)
+        local.get 0 f32.reinterpret_i32 f32.neg i32.reinterpret_f32))
+    """
+    store, exports = instantiate(wat)
+    assert math.copysign(1.0, exports["min"](store, 0.0, -0.0)) == -1.0
+    assert math.isnan(exports["min"](store, math.nan, 1.0))
+    assert exports["nearest"](store, 2.5) == 2.0
+    assert exports["nan_bits"](store) == 0x7FA00000
+    # A signalling NaN keeps its payload through neg, which is a bit operation.
+    assert exports["neg_bits"](store, 0x7FA00001) & 0xFFFFFFFF == 0xFFA00001
+
+
+def test_multi_value_and_loops() -> None:
+    wat = """
+    (module
+      (func (export "pair") (result i32 i64 f64) i32.const 1 i64.const 2 f64.const 3.5)
+      (func (export "sum") (param $n i32) (result i64) (local $acc i64)
+        block $done
+          loop $top
+            local.get $n i32.eqz br_if $done
+            local.get $acc local.get $n i64.extend_i32_u i64.add local.set $acc
+            local.get $n i32.const 1 i32.sub local.set $n
+            br $top
+          end
+        end
+        local.get $acc)
+      (func (export "table") (param i32) (result i32)
+        block $a block $b block $c
+          local.get 0 br_table $a $b $c
+        end i32.const 30 return
+        end i32.const 20 return
+        end i32.const 10))
+    """
+    store, exports = instantiate(wat)
+    assert exports["pair"](store) == [1, 2, 3.5]
+    assert exports["sum"](store, 1000) == 500500
+    assert [exports["table"](store, i) for i in range(4)] == [10, 20, 30, 30]
+
+
+MEMORY = """
+(module
+  (memory (export "memory") 1 3)
+  (func (export "load8") (param i32) (result i32) local.get 0 i32.load8_u)
+  (func (export "load16") (param i32) (result i32) local.get 0 i32.load16_u)
+  (func (export "load32") (param i32) (result i32) local.get 0 i32.load)
+  (func (export "load64") (param i32) (result i64) local.get 0 i64.load)
+  (func (export "load_offset") (param i32) (result i32) local.get 0 i32.load offset=4294967295)
+  (func (export "store64") (param i32 i64) local.get 0 local.get 1 i64.store)
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+  (func (export "fill") (param i32 i32 i32) local.get 0 local.get 1 local.get 2 memory.fill)
+  (func (export "copy") (param i32 i32 i32) local.get 0 local.get 1 local.get 2 memory.copy))
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "width"), [("load8", 1), ("load16", 2), ("load32", 4), ("load64", 8)]
+)
+def test_loads_trap_at_every_edge(name: str, width: int) -> None:
+    store, exports = instantiate(MEMORY)
+    size = 65536
+    exports[name](store, 0)
+    exports[name](store, size - width)
+    for address in (size - width + 1, size, size + 1, 2**31, 2**32 - 1, 2**32 - width):
+        with pytest.raises(Trap) as info:
+            exports[name](store, address - 2**32 if address >= 2**31 else address)
+        assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+
+
+def test_offset_cannot_wrap_around_4gib() -> None:
+    store, exports = instantiate(MEMORY)
+    for address in (0, 1, -1):
+        with pytest.raises(Trap) as info:
+            exports["load_offset"](store, address)
+        assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+
+
+def test_bounds_follow_memory_grow() -> None:
+    store, exports = instantiate(MEMORY)
+    with pytest.raises(Trap):
+        exports["store64"](store, 65536, 7)
+    assert exports["grow"](store, 1) == 1
+    exports["store64"](store, 65536, 7)
+    assert exports["load64"](store, 65536) == 7
+    assert exports["grow"](store, 5) == -1
+    with pytest.raises(Trap):
+        exports["load8"](store, 2 * 65536)
+
+
+def test_bulk_memory_bounds() -> None:
+    store, exports = instantiate(MEMORY)
+    exports["fill"](store, 65530, 0xAB, 6)
+    assert exports["load8"](store, 65535) == 0xAB
+    for args in ((65531, 1, 6), (-1, 1, 2), (0, 0, 65537)):
+        with pytest.raises(Trap) as info:
+            exports["fill"](store, *args)
+        assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    exports["copy"](store, 0, 65530, 6)
+    assert exports["load8"](store, 5) == 0xAB
+    with pytest.raises(Trap):
+        exports["copy"](store, 65535, 0, 2)
+    with pytest.raises(Trap):
+        exports["copy"](store, 0, 65535, 2)
+
+
+def test_deep_recursion_is_a_trap() -> None:
+    wat = "(module (func $f (export \"f\") (param i32) (result i32) local.get 0 call $f))"
+    assert trap_code(wat, "f", 0) is TrapCode.STACK_EXHAUSTED
+
+
+def test_host_calls_both_directions() -> None:
+    engine = Engine(Config(tier="llvm"))
+    store = Store(engine)
+    seen = []
+
+    def host(x: int) -> int:
+        seen.append(x)
+        return x * 3
+
+    callback = Func(store, FuncType((I32,), (I32,)), host)
+    module = Module(engine, """
+    (module
+      (import "host" "triple" (func $triple (param i32) (result i32)))
+      (func (export "run") (param i32) (result i32) local.get 0 call $triple i32.const 1 i32.add))
+    """)
+    exports = Instance(store, module, [callback]).exports(store)
+    assert exports["run"](store, 5) == 16
+    assert seen == [5]
+
+
+def test_host_exception_propagates_through_native_frames() -> None:
+    engine = Engine(Config(tier="llvm"))
+    store = Store(engine)
+
+    def failing() -> None:
+        raise Trap(TrapCode.UNREACHABLE, "from the host")
+
+    module = Module(engine, """
+    (module
+      (import "host" "fail" (func $fail))
+      (func (export "run") call $fail))
+    """)
+    exports = Instance(store, module, [Func(store, FuncType((), ()), failing)]).exports(store)
+    with pytest.raises(Trap) as info:
+        exports["run"](store)
+    assert info.value.detail == "from the host"
+
+
+def test_call_indirect_checks() -> None:
+    wat = """
+    (module
+      (type $unary (func (param i32) (result i32)))
+      (table 3 funcref)
+      (elem (i32.const 0) $inc $other)
+      (func $inc (param i32) (result i32) local.get 0 i32.const 1 i32.add)
+      (func $other (result i32) i32.const 0)
+      (func (export "call") (param i32 i32) (result i32)
+        local.get 0 local.get 1 call_indirect (type $unary)))
+    """
+    assert call(wat, "call", 41, 0) == 42
+    assert trap_code(wat, "call", 0, 1) is TrapCode.INDIRECT_CALL_TYPE_MISMATCH
+    assert trap_code(wat, "call", 0, 2) is TrapCode.UNINITIALIZED_ELEMENT
+    assert trap_code(wat, "call", 0, 3) is TrapCode.UNDEFINED_ELEMENT
+
+
+def test_fuel_runs_out_in_a_loop() -> None:
+    wat = "(module (func (export \"spin\") (loop $l br $l)))"
+    store, exports = instantiate(wat, consume_fuel=True)
+    store.set_fuel(10_000)
+    with pytest.raises(Trap) as info:
+        exports["spin"](store)
+    assert info.value.code is TrapCode.OUT_OF_FUEL
+
+
+def test_globals_are_shared_with_python() -> None:
+    wat = """
+    (module
+      (global $g (export "g") (mut i64) (i64.const 5))
+      (func (export "bump") (result i64)
+        global.get $g i64.const 1 i64.add global.set $g global.get $g))
+    """
+    store, exports = instantiate(wat)
+    assert exports["bump"](store) == 6
+    assert exports["g"].value(store) == 6
+    exports["g"].set_value(store, 100)
+    assert exports["bump"](store) == 101
+
+
+def test_aot_artifact_round_trip(tmp_path, monkeypatch) -> None:
+    from wasmtee.llvm import aot
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    wasm = fib_wasm()
+    artifact = aot.compile_artifact(wasm)
+    header, source, objects = aot.read_artifact(artifact)
+    assert source == wasm
+    assert header.module_sha256 == __import__("hashlib").sha256(wasm).hexdigest()
+    assert objects
+
+
+def test_aot_artifact_tampering_is_rejected(tmp_path, monkeypatch) -> None:
+    from wasmtee.llvm import aot
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    artifact = bytearray(aot.compile_artifact(fib_wasm()))
+    artifact[-10] ^= 1
+    with pytest.raises(CompileError, match="integrity"):
+        aot.read_artifact(bytes(artifact))
+    with pytest.raises(CompileError, match="magic"):
+        aot.read_artifact(b"\0asm" + bytes(artifact[4:]))
+
+
+def fib_wasm() -> bytes:
+    """Return FIB as a binary module, encoded by hand so the test needs no tools."""
+    body = bytes.fromhex("200041024904" "7f" "2000" "0520004101" "6b1000" "20004102" "6b1000" "6a0b0b")
+    code = bytes([len(body) + 1, 0]) + body
+    sections = [
+        (1, bytes.fromhex("0160017f017f")),
+        (3, bytes.fromhex("0100")),
+        (7, b"\x01\x03fib\x00\x00"),
+        (10, b"\x01" + code),
+    ]
+    out = b"\0asm" + struct.pack("<I", 1)
+    for section_id, payload in sections:
+        out += bytes([section_id, len(payload)]) + payload
+    return out

@@ -86,6 +86,14 @@ def unwrap_extern(item: Any) -> Any:
 
 
 def _results_to_raw(results: tuple[ValType, ...], out: Any) -> Any:
+    """Convert a host callable's return value; raises TypeError (a HOST_ERROR trap) if it does not fit."""
+    try:
+        return _convert_results(results, out)
+    except UsageError as exc:
+        raise TypeError(f"host function returned a bad value: {exc}") from None
+
+
+def _convert_results(results: tuple[ValType, ...], out: Any) -> Any:
     if not results:
         if out is not None:
             raise TypeError(f"host function has no results but returned {out!r}")

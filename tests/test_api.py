@@ -1,0 +1,432 @@
+"""The public embedding API end to end: WAT or binary in, typed values out."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytest.importorskip("wasmtee.valid", reason="needs the validator")
+pytest.importorskip("wasmtee.pytier", reason="needs the python tier")
+
+import wasmtee  # noqa: E402
+from wasmtee import (  # noqa: E402
+    Caller,
+    Config,
+    DecodeError,
+    Engine,
+    Func,
+    FuncType,
+    Global,
+    GlobalType,
+    Instance,
+    LinkError,
+    Limits,
+    Linker,
+    Memory,
+    MemoryType,
+    Module,
+    Store,
+    Table,
+    TableType,
+    Trap,
+    TrapCode,
+    UsageError,
+    ValidationError,
+    ValType,
+    WasiExit,
+    WatSyntaxError,
+)
+
+I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
+
+# (module (func (export "ans") (result i32) i32.const 42))
+ANSWER_WASM = bytes.fromhex(
+    "0061736d01000000" "0105016000017f" "03020100" "07070103616e730000" "0a06010400412a0b"
+)
+
+ARITH = """
+(module
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+  (func (export "add64") (param i64 i64) (result i64) (i64.add (local.get 0) (local.get 1)))
+  (func (export "half32") (param f32) (result f32) (f32.mul (local.get 0) (f32.const 0.5)))
+  (func (export "sqrt64") (param f64) (result f64) (f64.sqrt (local.get 0)))
+  (func (export "swap") (param i32 i64) (result i64 i32) (local.get 1) (local.get 0))
+  (func (export "nothing"))
+  (func (export "boom") unreachable)
+  (func (export "div") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1))))
+"""
+
+
+@pytest.fixture(params=["python"])
+def engine(request):
+    return Engine(Config(tier=request.param))
+
+
+def exports_of(engine, wat, imports=()):
+    store = Store(engine)
+    instance = Instance(store, Module(engine, wat), list(imports))
+    return store, instance.exports(store)
+
+
+def test_all_names_are_exported():
+    for name in wasmtee.__all__:
+        assert getattr(wasmtee, name) is not None
+    with pytest.raises(AttributeError):
+        wasmtee.NoSuchThing  # noqa: B018
+
+
+def test_module_from_binary_text_and_file(engine, tmp_path):
+    store = Store(engine)
+    for source in (ANSWER_WASM, '(module (func (export "ans") (result i32) i32.const 42))',
+                   b'(module (func (export "ans") (result i32) i32.const 42))'):
+        module = Module(engine, source)
+        assert Instance(store, module, []).exports(store)["ans"](store) == 42
+    path = tmp_path / "answer.wasm"
+    path.write_bytes(ANSWER_WASM)
+    module = Module.from_file(engine, path)
+    assert [(e.name, e.type) for e in module.exports] == [("ans", FuncType((), (I32,)))]
+    with pytest.raises(UsageError, match="cannot read module"):
+        Module.from_file(engine, tmp_path / "missing.wasm")
+
+
+def test_module_errors(engine):
+    with pytest.raises(DecodeError):
+        Module(engine, b"\0asm\x02\0\0\0")
+    with pytest.raises(WatSyntaxError):
+        Module(engine, "(module (func")
+    with pytest.raises(ValidationError, match="type mismatch"):
+        Module(engine, "(module (func (result i32) (i64.const 1)))")
+    with pytest.raises(ValidationError):
+        Module.validate(engine, "(module (func (result i32)))")
+    Module.validate(engine, ANSWER_WASM)
+    with pytest.raises(UsageError):
+        Module(engine, 42)  # type: ignore[arg-type]
+
+
+def test_import_and_export_types(engine):
+    module = Module(engine, """
+      (module
+        (import "env" "f" (func (param i32) (result f64)))
+        (import "env" "m" (memory 1 2))
+        (import "env" "t" (table 3 funcref))
+        (import "env" "g" (global (mut i64)))
+        (global (export "c") f32 (f32.const 1))
+        (export "f2" (func 0))
+        (export "m2" (memory 0)))""")
+    assert [(i.module, i.name, i.type) for i in module.imports] == [
+        ("env", "f", FuncType((I32,), (F64,))),
+        ("env", "m", MemoryType(Limits(1, 2))),
+        ("env", "t", TableType(ValType.FUNCREF, Limits(3))),
+        ("env", "g", GlobalType(I64, True)),
+    ]
+    assert [(e.name, e.type) for e in module.exports] == [
+        ("c", GlobalType(F32, False)),
+        ("f2", FuncType((I32,), (F64,))),
+        ("m2", MemoryType(Limits(1, 2))),
+    ]
+
+
+def test_value_conversions(engine):
+    store, ex = exports_of(engine, ARITH)
+    assert ex["add"](store, -1, -2) == -3
+    assert ex["add"](store, 2**31 - 1, 1) == -(2**31)
+    assert ex["add"](store, 0xFFFFFFFF, 0) == -1  # unsigned input accepted, signed output
+    assert ex.add64(store, 2**63 - 1, 1) == -(2**63)
+    assert ex["half32"](store, 3.0) == 1.5
+    assert ex["half32"](store, 0.1) == pytest.approx(0.05, rel=1e-6)
+    assert ex["half32"](store, 0.1) != 0.05  # f32 rounding is visible
+    assert math.isnan(ex["sqrt64"](store, -1.0))
+    assert ex["swap"](store, 7, -8) == [-8, 7]
+    assert ex["nothing"](store) is None
+    assert isinstance(ex["add"], Func)
+    assert ex["add"].type(store) == FuncType((I32, I32), (I32,))
+    assert len(ex) == 8 and "boom" in ex
+
+
+def test_call_argument_errors(engine):
+    store, ex = exports_of(engine, ARITH)
+    with pytest.raises(UsageError, match="wrong number of arguments"):
+        ex["add"](store, 1)
+    with pytest.raises(UsageError, match="expected an int"):
+        ex["add"](store, 1, "2")
+    with pytest.raises(UsageError, match="does not fit"):
+        ex["add"](store, 1, 2**32)
+    with pytest.raises(UsageError):
+        ex["add"](object(), 1, 2)
+
+
+def test_traps(engine):
+    store, ex = exports_of(engine, ARITH)
+    with pytest.raises(Trap) as info:
+        ex["boom"](store)
+    assert info.value.code is TrapCode.UNREACHABLE
+    with pytest.raises(Trap) as info:
+        ex["div"](store, 1, 0)
+    assert info.value.code is TrapCode.INTEGER_DIVIDE_BY_ZERO
+    with pytest.raises(Trap) as info:
+        ex["div"](store, -(2**31), -1)
+    assert info.value.code is TrapCode.INTEGER_OVERFLOW
+    # The store stays usable after a trap.
+    assert ex["div"](store, 7, 2) == 3
+
+
+CALLS_HOST = """
+(module
+  (import "host" "f" (func $f (param i32 i64 f32 f64) (result i32)))
+  (import "host" "pair" (func $pair (result i32 i32)))
+  (func (export "call_f") (param i32) (result i32)
+    (call $f (local.get 0) (i64.const -5) (f32.const 1.5) (f64.const -2.25)))
+  (func (export "call_pair") (result i32) (call $pair) (i32.sub)))
+"""
+
+
+def test_host_functions(engine):
+    store = Store(engine)
+    seen = []
+
+    def f(a, b, c, d):
+        seen.append((a, b, c, d))
+        return a * 2
+
+    host_f = Func(store, FuncType((I32, I64, F32, F64), (I32,)), f)
+    pair = Func(store, FuncType((), (I32, I32)), lambda: (10, 3))
+    ex = Instance(store, Module(engine, CALLS_HOST), [host_f, pair]).exports(store)
+    assert ex["call_f"](store, -4) == -8
+    assert seen == [(-4, -5, 1.5, -2.25)]
+    assert ex["call_pair"](store) == 7
+    # Host functions are callable from Python too.
+    assert host_f(store, 1, 2, 3.0, 4.0) == 2
+
+
+def host_exports(engine, f, pair=lambda: (1, 2)):
+    store = Store(engine)
+    host_f = Func(store, FuncType((I32, I64, F32, F64), (I32,)), f)
+    pair_f = Func(store, FuncType((), (I32, I32)), pair)
+    return store, Instance(store, Module(engine, CALLS_HOST), [host_f, pair_f]).exports(store)
+
+
+def test_host_errors(engine):
+    def fails(*args):
+        raise ValueError("bad input")
+
+    store, ex = host_exports(engine, fails)
+    with pytest.raises(Trap) as info:
+        ex["call_f"](store, 1)
+    assert info.value.code is TrapCode.HOST_ERROR
+    assert isinstance(info.value.__cause__, ValueError)
+
+    def exits(*args):
+        raise WasiExit(7)
+
+    store, ex = host_exports(engine, exits)
+    with pytest.raises(WasiExit) as exit_info:
+        ex["call_f"](store, 1)
+    assert exit_info.value.code == 7
+
+    store, ex = host_exports(engine, lambda *a: "not an int")
+    with pytest.raises(Trap) as info:
+        ex["call_f"](store, 1)
+    assert info.value.code is TrapCode.HOST_ERROR
+    store, ex = host_exports(engine, lambda *a: 1, pair=lambda: 5)
+    with pytest.raises(Trap, match="must return 2 values"):
+        ex["call_pair"](store)
+
+
+def test_caller_reads_memory(engine):
+    store = Store(engine, data={"log": []})
+    wat = """
+      (module
+        (import "env" "print" (func $print (param i32 i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 8) "hi there")
+        (func (export "run") (call $print (i32.const 8) (i32.const 8))))"""
+
+    def print_(caller: Caller, ptr: int, length: int) -> None:
+        memory = caller["memory"]
+        assert isinstance(memory, Memory)
+        caller.data["log"].append(bytes(memory.read(caller, ptr, ptr + length)))
+
+    linker = Linker(engine)
+    linker.define_func("env", "print", FuncType((I32, I32), ()), print_, access_caller=True)
+    ex = linker.instantiate(store, Module(engine, wat)).exports(store)
+    ex["run"](store)
+    assert store.data["log"] == [b"hi there"]
+
+
+def test_memory_api(engine):
+    store, ex = exports_of(engine, """
+      (module (memory (export "mem") 1 3)
+        (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
+        (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))""")
+    mem = ex["mem"]
+    assert mem.size(store) == 1 and mem.data_len(store) == 65536
+    assert mem.write(store, b"\x01\x02\x03", 10) == 3
+    assert ex["load"](store, 11) == 2
+    assert mem.read(store, 10, 13) == bytearray(b"\x01\x02\x03")
+    assert mem.read(store, -2) == bytearray(2)
+    assert mem.read(store, 70000, 80000) == bytearray()
+    with pytest.raises(Trap, match="out of bounds memory access"):
+        mem.write(store, b"xy", 65535)
+    with pytest.raises(Trap):
+        mem.write(store, b"x", 65536)
+    assert mem.grow(store, 1) == 1
+    assert ex["grow"](store, 1) == 2
+    assert ex["grow"](store, 1) == -1
+    with pytest.raises(Trap):
+        mem.grow(store, 1)
+    assert mem.size(store) == 3
+    own = Memory(store, MemoryType(Limits(1, 1)))
+    with own:
+        own.write(store, b"abc", 0)
+        assert own.read(store, 0, 3) == b"abc"
+    assert own.data_len(store) == 0
+
+
+def test_globals_and_tables(engine):
+    store, ex = exports_of(engine, """
+      (module
+        (global (export "counter") (mut i64) (i64.const -3))
+        (global (export "pi") f64 (f64.const 3.25))
+        (table (export "tab") 2 4 funcref)
+        (func $seven (result i32) (i32.const 7))
+        (elem (i32.const 1) $seven)
+        (func (export "get_counter") (result i64) (global.get 0))
+        (func (export "call_at") (param i32) (result i32) (call_indirect (result i32) (local.get 0))))""")
+    counter = ex["counter"]
+    assert counter.value(store) == -3
+    counter.set_value(store, -10)
+    assert ex["get_counter"](store) == -10
+    with pytest.raises(UsageError, match="immutable"):
+        ex["pi"].set_value(store, 1.0)
+    assert ex["pi"].value(store) == 3.25
+    table = ex["tab"]
+    assert table.size(store) == 2
+    seven = table.get(store, 1)
+    assert isinstance(seven, Func) and seven(store) == 7
+    assert table.get(store, 0) is None and table.get(store, 9) is None
+    table.set(store, 0, seven)
+    assert ex["call_at"](store, 0) == 7
+    assert table.grow(store, 2, seven) == 2
+    assert ex["call_at"](store, 3) == 7
+    with pytest.raises(Trap):
+        table.grow(store, 1)
+    with pytest.raises(Trap) as info:
+        table.set(store, 4, None)
+    assert info.value.code is TrapCode.TABLE_OUT_OF_BOUNDS
+    with pytest.raises(UsageError):
+        table.set(store, 0, 5)
+    host = Func(store, FuncType((), (I32,)), lambda: 99)
+    table.set(store, 1, host)
+    assert ex["call_at"](store, 1) == 99
+    with pytest.raises(Trap) as info:
+        ex["call_at"](store, 5)
+    assert info.value.code is TrapCode.UNDEFINED_ELEMENT
+
+    g = Global(store, GlobalType(I32, True), -1)
+    assert g.value(store) == -1
+    t = Table(store, TableType(ValType.EXTERNREF, Limits(1)), "x")
+    assert t.get(store, 0) == "x"
+
+
+def test_linker(engine):
+    store = Store(engine)
+    linker = Linker(engine)
+    provider = linker.instantiate(store, Module(engine, """
+      (module (memory (export "memory") 1)
+        (global (export "base") i32 (i32.const 100))
+        (func (export "double") (param i32) (result i32) (i32.mul (local.get 0) (i32.const 2))))"""))
+    linker.define_instance(store, "lib", provider)
+    consumer = Module(engine, """
+      (module
+        (import "lib" "memory" (memory 1))
+        (import "lib" "base" (global i32))
+        (import "lib" "double" (func $double (param i32) (result i32)))
+        (func (export "run") (result i32)
+          (i32.store (global.get 0) (i32.const 21))
+          (call $double (i32.load (global.get 0)))))""")
+    ex = linker.instantiate(store, consumer).exports(store)
+    assert ex["run"](store) == 42
+    assert provider.exports(store)["memory"].read(store, 100, 101) == b"\x15"
+    assert isinstance(linker.get(store, "lib", "double"), Func)
+
+    with pytest.raises(LinkError, match="import defined twice"):
+        linker.define(store, "lib", "base", Global(store, GlobalType(I32, False), 1))
+    linker.allow_shadowing = True
+    linker.define(store, "lib", "base", Global(store, GlobalType(I32, False), 200))
+    assert linker.instantiate(store, consumer).exports(store)["run"](store) == 42
+    assert provider.exports(store)["memory"].read(store, 200, 201) == b"\x15"
+
+    with pytest.raises(LinkError, match=r"^unknown import \(env\.missing"):
+        linker.instantiate(store, Module(engine, '(module (import "env" "missing" (func)))'))
+    with pytest.raises(LinkError, match=r"^incompatible import type \(lib\.double"):
+        linker.instantiate(store, Module(engine, '(module (import "lib" "double" (func)))'))
+    with pytest.raises(UsageError):
+        linker.define(store, "x", "y", 5)
+
+
+def test_instance_import_errors(engine):
+    store = Store(engine)
+    module = Module(engine, '(module (import "a" "b" (func (param i32))))')
+    with pytest.raises(LinkError, match="unknown import"):
+        Instance(store, module, [])
+    with pytest.raises(LinkError, match="incompatible import type"):
+        Instance(store, module, [Func(store, FuncType((), ()), lambda: None)])
+    with pytest.raises(UsageError):
+        Instance(store, module, ["not an extern"])
+
+
+def test_start_trap_and_failed_segment(engine):
+    store = Store(engine)
+    with pytest.raises(Trap) as info:
+        Instance(store, Module(engine, "(module (func unreachable) (start 0))"), [])
+    assert info.value.code is TrapCode.UNREACHABLE
+    mem = Memory(store, MemoryType(Limits(1)))
+    module = Module(engine, """
+      (module (import "env" "m" (memory 1))
+        (data (i32.const 0) "kept")
+        (data (i32.const 65535) "too long"))""")
+    with pytest.raises(Trap, match="^out of bounds memory access"):
+        Instance(store, module, [mem])
+    assert mem.read(store, 0, 4) == b"kept"
+
+
+def test_config_and_engine():
+    with pytest.raises(UsageError, match="unknown tier"):
+        Engine(Config(tier="jit"))
+    with pytest.raises(UsageError):
+        Engine(Config(max_call_depth=0))
+    auto = Engine(Config(tier="auto"))
+    assert auto.tier.name in ("python", "llvm")
+    store = Store(auto)
+    module = Module(auto, '(module (func (export "f") (result i32) (i32.const 5)))')
+    assert Instance(store, module, []).exports(store)["f"](store) == 5
+    other = Engine(Config(tier="python", consume_fuel=True))
+    with pytest.raises(UsageError, match="different configs"):
+        Instance(Store(other), module, [])
+
+
+def test_store_close_and_context_manager(engine):
+    module = Module(engine, '(module (memory (export "m") 1))')
+    with Store(engine) as store:
+        mem = Instance(store, module, []).exports(store)["m"]
+        mem.write(store, b"x", 0)
+    assert mem.data_len(store) == 0
+    with Store(engine) as store:
+        with Instance(store, module, []) as instance:
+            mem = instance.exports(store)["m"]
+        assert mem.size(store) == 0
+
+
+def test_agrees_with_wasmtime(engine):
+    wasmtime = pytest.importorskip("wasmtime")
+    ours_store, ours = exports_of(engine, ARITH)
+    w_engine = wasmtime.Engine()
+    w_store = wasmtime.Store(w_engine)
+    w_inst = wasmtime.Instance(w_store, wasmtime.Module(w_engine, ARITH), [])
+    theirs = w_inst.exports(w_store)
+    cases = [("add", (-1, 5)), ("add", (2**31 - 1, 2**31 - 1)), ("add64", (-(2**63), -1)),
+             ("half32", (1e-40,)), ("half32", (3.4e38,)), ("sqrt64", (2.0,)), ("swap", (1, -1)),
+             ("div", (-7, 2))]
+    for name, args in cases:
+        assert ours[name](ours_store, *args) == theirs[name](w_store, *args), (name, args)

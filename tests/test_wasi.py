@@ -199,6 +199,19 @@ def test_file_io_roundtrip(sandbox):
     assert g.read(fd, 1)[0] == Errno.BADF
 
 
+def test_open_with_sync_flags(sandbox):
+    # wasmtime answers NOTSUP here; wasmtee opens with O_SYNC/O_DSYNC and reports the flag.
+    g, root, _tmp = sandbox
+    err, fd = g.open(3, "synced.txt", oflags=1, fdflags=16 | 1)
+    assert err == 0
+    out = g.alloc(24)
+    assert g.fd_fdstat_get(fd, out) == 0
+    assert struct.unpack_from("<H", g.mem.buf, out + 2)[0] == 17
+    assert g.write(fd, b"durable") == (0, 7)
+    assert (root / "synced.txt").read_bytes() == b"durable"
+    assert g.open(3, "d.txt", oflags=1, fdflags=2)[0] == 0
+
+
 def test_fdstat_flags_and_rights(sandbox):
     g, root, _tmp = sandbox
     err, fd = g.open(3, "hello.txt", fdflags=1)

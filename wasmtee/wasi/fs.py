@@ -87,6 +87,7 @@ class OpenFlags:
     read: bool = True
     write: bool = False
     append: bool = False
+    sync: str = ""  # "", "dsync" or "sync" (fdflags DSYNC, or RSYNC/SYNC)
 
 
 class DirectoryOps(Protocol):
@@ -403,6 +404,7 @@ class HostDirectory:
         extra |= os.O_TRUNC if flags.truncate else 0
         extra |= os.O_DIRECTORY if flags.directory else 0
         extra |= os.O_APPEND if flags.append else 0
+        extra |= {"": 0, "dsync": os.O_DSYNC, "sync": os.O_SYNC}[flags.sync]
         with Walk(self, self._root_fd(dir), path) as walk:
             if walk.trailing_slash:
                 extra |= os.O_DIRECTORY
@@ -502,8 +504,11 @@ class HostDirectory:
         with Walk(self, self._root_fd(dir), old) as src, Walk(self, new_root, new) as dst:
             old_name = src.run(follow)
             new_name = dst.run(False)
-            if dst.trailing_slash or src.trailing_slash:
-                raise WasiError(Errno.NOTDIR, f"link {old!r} to {new!r}")
+            if src.trailing_slash:
+                raise WasiError(Errno.NOTDIR, f"link {old!r}")
+            if dst.trailing_slash:
+                # Linux: a new name with a trailing slash must be an existing directory.
+                raise WasiError(Errno.NOENT, f"link to {new!r}")
             try:
                 os.link(old_name, new_name, src_dir_fd=src.parent, dst_dir_fd=dst.parent,
                         follow_symlinks=False)
@@ -514,6 +519,9 @@ class HostDirectory:
         self._writable()
         if "\0" in target:
             raise WasiError(Errno.INVAL, "NUL byte in symlink target")
+        if target.startswith("/"):
+            # Such a link could never resolve inside the sandbox; wasmtime rejects it too.
+            raise WasiError(Errno.PERM, f"absolute symlink target {target!r}")
         with Walk(self, self._root_fd(dir), path) as walk:
             name = walk.run(False)
             if walk.trailing_slash:

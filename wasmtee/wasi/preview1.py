@@ -404,9 +404,6 @@ class Preview1:
             needed |= Rights.PATH_CREATE_FILE
         if oflags & OFLAG_TRUNC:
             needed |= Rights.PATH_FILESTAT_SET_SIZE
-        if fdflags & (FDFLAG_DSYNC | FDFLAG_RSYNC | FDFLAG_SYNC):
-            needed |= Rights.FD_DATASYNC if fdflags & FDFLAG_DSYNC else 0
-            needed |= Rights.FD_SYNC if fdflags & (FDFLAG_RSYNC | FDFLAG_SYNC) else 0
         self.ctx.get(fd, needed)
         # Rights a new descriptor may hold are bounded by the directory's inheriting set.
         base = rights_base & entry.rights_inheriting
@@ -422,6 +419,8 @@ class Preview1:
             read=bool(base & (Rights.FD_READ | Rights.FD_READDIR)) or not base & write_rights,
             write=bool(base & write_rights),
             append=bool(fdflags & FDFLAG_APPEND),
+            sync="sync" if fdflags & (FDFLAG_RSYNC | FDFLAG_SYNC) else (
+                "dsync" if fdflags & FDFLAG_DSYNC else ""),
         )
         if flags.truncate and not flags.write:
             flags.write = True

@@ -52,6 +52,7 @@ _EXPORTS = {
     "Trap": "wasmtee.errors",
     "TrapCode": "wasmtee.errors",
     "WasiExit": "wasmtee.errors",
+    "WasiConfig": "wasmtee.wasi",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from wasmtee.runtime.caller import Caller
     from wasmtee.runtime.config import Config, Engine
     from wasmtee.runtime.store import Store
+    from wasmtee.wasi import WasiConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -76,6 +76,16 @@ class Linker:
         for export_name, item in instance.runtime_instance.exports.items():
             self._insert(name, export_name, item)
 
+    def define_wasi(self, store: Any, config: Any) -> Any:
+        """Define the WASI preview1 functions (both module names) for `config`.
+
+        Returns the WasiContext; close it when done to release host
+        descriptors. Raises LinkError when a WASI name is already defined.
+        """
+        from wasmtee.wasi import add_to_linker
+
+        return add_to_linker(self, store, config)
+
     def define_module(self, store: Any, name: str, module: Module) -> None:
         """Instantiate `module` with this linker and define its exports under `name`."""
         self.define_instance(store, name, self.instantiate(store, module))

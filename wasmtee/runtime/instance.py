@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Sequence
+import operator
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from wasmtee.errors import InternalError, LinkError, ResourceLimitExceeded, Trap, TrapCode
 from wasmtee.model import (
@@ -18,6 +19,7 @@ from wasmtee.model import (
     SegmentMode,
     TableType,
 )
+from wasmtee.opcodes import BY_NAME
 from wasmtee.runtime.caller import Caller
 from wasmtee.runtime.func import FunctionInstance, HostFunction
 from wasmtee.runtime.global_ import GlobalInstance
@@ -144,43 +146,58 @@ def check_import(module: Module, imp: Import, item: Any) -> None:
 # -- constant expressions ----------------------------------------------------
 
 
+_OP = {name: BY_NAME[name].code for name in (
+    "i32.const", "i64.const", "f32.const", "f64.const", "global.get", "ref.null",
+    "ref.func", "end", "i32.add", "i32.sub", "i32.mul", "i64.add", "i64.sub", "i64.mul",
+)}
+I32_CONST, I64_CONST = _OP["i32.const"], _OP["i64.const"]
+F32_CONST, F64_CONST = _OP["f32.const"], _OP["f64.const"]
+GLOBAL_GET, REF_NULL, REF_FUNC, END = _OP["global.get"], _OP["ref.null"], _OP["ref.func"], _OP["end"]
+# The extended-const arithmetic: opcode to (mask, operation).
+_ARITH: dict[int, tuple[int, Callable[[int, int], int]]] = {
+    _OP["i32.add"]: (MASK32, operator.add),
+    _OP["i32.sub"]: (MASK32, operator.sub),
+    _OP["i32.mul"]: (MASK32, operator.mul),
+    _OP["i64.add"]: (MASK64, operator.add),
+    _OP["i64.sub"]: (MASK64, operator.sub),
+    _OP["i64.mul"]: (MASK64, operator.mul),
+}
+
+
 def eval_const(expr: ConstExpr, instance: ModuleInstance) -> Any:
-    """Evaluate a validated constant expression to a raw value."""
+    """Evaluate a validated constant expression to a raw value.
+
+    Raises InternalError for an instruction the validator should have rejected.
+    """
     stack: list[Any] = []
     push = stack.append
     for instr in expr:
         op = instr.op
-        if op == 0x41:
+        if op == I32_CONST:
             push(instr.imm & MASK32)
-        elif op == 0x42:
+        elif op == I64_CONST:
             push(instr.imm & MASK64)
-        elif op == 0x43:
+        elif op == F32_CONST:
             push(f32_from_bits(instr.imm))
-        elif op == 0x44:
+        elif op == F64_CONST:
             push(f64_from_bits(instr.imm))
-        elif op == 0x23:
+        elif op == GLOBAL_GET:
             push(instance.globals[instr.imm].value)
-        elif op == 0xD0:
+        elif op == REF_NULL:
             push(None)
-        elif op == 0xD2:
+        elif op == REF_FUNC:
             push(instance.funcs[instr.imm])
-        elif op == 0x0B:
+        elif op == END:
             break
-        elif op in (0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E):
-            b = stack.pop()
-            a = stack.pop()
-            mask = MASK32 if op < 0x70 else MASK64
-            kind = op if op < 0x70 else op - 0x12
-            if kind == 0x6A:
-                push((a + b) & mask)
-            elif kind == 0x6B:
-                push((a - b) & mask)
-            else:
-                push((a * b) & mask)
+        elif op in _ARITH:
+            mask, operation = _ARITH[op]
+            right = stack.pop()
+            left = stack.pop()
+            push(operation(left, right) & mask)
         else:
             raise InternalError(f"constant expression has a non-constant instruction (opcode 0x{op:x})")
     if len(stack) != 1:
-        raise InternalError(f"constant expression left {len(stack)} values")
+        raise InternalError(f"constant expression left {len(stack)} values instead of 1")
     return stack[0]
 
 

@@ -1,4 +1,8 @@
-"""The tier registry: load the python or llvm execution tier on demand."""
+"""The tier registry: load the python or llvm execution tier on demand.
+
+A tier object may set `automatic = False` while it is incomplete. 'auto'
+then skips it, but asking for it by name still returns it.
+"""
 
 from __future__ import annotations
 

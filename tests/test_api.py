@@ -430,3 +430,37 @@ def test_agrees_with_wasmtime(engine):
              ("div", (-7, 2))]
     for name, args in cases:
         assert ours[name](ours_store, *args) == theirs[name](w_store, *args), (name, args)
+
+
+def test_host_func_called_directly_sees_store(engine):
+    store = Store(engine, data=41)
+    func = Func(store, FuncType((I32,), (I32,)), lambda caller, x: caller.data + x, access_caller=True)
+    assert func(store, 1) == 42
+
+
+def test_define_wasi_runs_hello(engine):
+    import io
+
+    from wasmtee import WasiConfig
+
+    stdout = io.BytesIO()
+    store = Store(engine)
+    linker = Linker(engine)
+    context = linker.define_wasi(store, WasiConfig(argv=["hello"], stdout=stdout))
+    module = Module(engine, """
+      (module
+        (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 8) "hello\\n")
+        (func (export "_start")
+          (i32.store (i32.const 0) (i32.const 8))
+          (i32.store (i32.const 4) (i32.const 6))
+          (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100)))
+          (call $exit (i32.const 3))))""")
+    instance = linker.instantiate(store, module)
+    with pytest.raises(WasiExit) as info:
+        instance.exports(store)["_start"](store)
+    context.close()
+    assert info.value.code == 3
+    assert stdout.getvalue() == b"hello\n"

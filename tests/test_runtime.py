@@ -497,3 +497,26 @@ def test_deadline_sets_interrupt_cell():
 
 def test_caller_type():
     assert Caller(None, None).get("x") is None
+
+
+def test_reservation_shrinks_under_address_space_limit():
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "from wasmtee.runtime import MemoryInstance\n"
+        "from wasmtee.model import Limits, MemoryType\n"
+        "m = MemoryInstance(MemoryType(Limits(1)))\n"
+        "print(m.max_pages, m.grow(3), m.grow(m.max_pages))\n"
+    )
+    root = __file__.rsplit("/tests/", 1)[0]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    max_pages, grown, too_far = (int(x) for x in out.stdout.split())
+    assert 4 <= max_pages < 65536
+    assert grown == 1
+    assert too_far == -1

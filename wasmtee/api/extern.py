@@ -151,8 +151,10 @@ class Func:
             raise UsageError(f"expected a callable, got {fn!r}")
         ty = st.intern_type(ty)
         name = getattr(fn, "__name__", None)
+        # Called from Python, the host function still gets this store through its Caller.
+        caller = Caller(None, st) if access_caller else None
         self._func: FunctionInstance = HostFunction(
-            ty, _api_host(ty, fn, access_caller), access_caller, name
+            ty, _api_host(ty, fn, access_caller), access_caller, name, caller
         )
 
     @classmethod

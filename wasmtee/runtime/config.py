@@ -1,4 +1,4 @@
-"""Engine configuration and the engine that holds it."""
+"""Engine configuration and the engine that compiles modules with it."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class ModuleInstance:
     """One instantiated module.
 
     `funcs`, `tables`, `mems` and `globals` are the full index spaces
-    (imports first). `types` holds the module's function types interned in
+    (imports first). `types` contains the module's function types interned in
     the store. `elems` are lists of raw references (a dropped segment is an
     empty list), `datas` bytes (dropped is b""), `exports` maps names to
     runtime objects.

@@ -80,17 +80,38 @@ class MemoryInstance:
         self.limit_pages = limit_pages
         self.size = limits.min * PAGE_SIZE
         # mmap refuses a zero length, so a memory that can never grow still maps one page.
-        reserve = max(max_pages, 1) * PAGE_SIZE
-        try:
-            self.buf = mmap.mmap(-1, reserve, flags=_FLAGS)
-        except OSError as exc:
-            raise ResourceLimitExceeded(
-                f"cannot reserve linear memory ({reserve} bytes): {exc.strerror}"
-            ) from None
+        self.buf = self._reserve(limits.min)
         self._address: int | None = None
         self._finalizer = weakref.finalize(self, _release, self.buf)
         # Callbacks run after a successful grow with (memory, old_pages).
         self.on_grow: list[Callable[[MemoryInstance, int], None]] = []
+
+    def _reserve(self, min_pages: int) -> mmap.mmap:
+        """Map the reservation, shrinking `max_pages` when the address space is too small.
+
+        Raises ResourceLimitExceeded when not even `min_pages` can be mapped.
+        """
+        pages = self.max_pages
+        while True:
+            # mmap rejects a zero length, so a memory that can never grow still maps one page.
+            reserve = max(pages, 1) * PAGE_SIZE
+            try:
+                buf = mmap.mmap(-1, reserve, flags=_FLAGS)
+            except OSError as exc:
+                if pages <= min_pages:
+                    raise ResourceLimitExceeded(
+                        f"memory reservation failed ({reserve} bytes): {exc.strerror}"
+                    ) from None
+                # An address-space limit (ulimit -v) or strict overcommit: try half as much.
+                pages = max(min_pages, pages // 2)
+                continue
+            if pages < self.max_pages:
+                logger.warning(
+                    "memory reservation failed at %d pages, so this memory can grow only to %d",
+                    self.max_pages, pages,
+                )
+                self.max_pages = pages
+            return buf
 
     @classmethod
     def from_limits(cls, min_pages: int, max_pages: int | None = None) -> MemoryInstance:

@@ -152,7 +152,7 @@ class Store:
             return
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
             raise UsageError(f"deadline must be a non-negative number of seconds, got {seconds!r}")
-        # The timer holds the cell, not the store, so it never keeps the store alive.
+        # The timer references the cell, not the store, so it never keeps the store alive.
         timer = threading.Timer(float(seconds), _fire, (self.interrupt_cell,))
         timer.daemon = True
         timer.start()

@@ -185,6 +185,16 @@ def test_first_difference_names_memory_offset():
     assert "first differing byte at 0x2" in message
 
 
+def test_first_difference_shows_error_detail():
+    expected = Outcome(["instantiate: ok", "call 0 'f' () -> (0x1,)"])
+    actual = Outcome(["instantiate: ok"])
+    actual.add_error("call 0 'f' () -> ", side("wasmtime"), ValueError("boom"))
+    message = first_difference(expected, actual)
+    assert message is not None
+    assert "actual   call 0 'f' () -> error: ValueError" in message
+    assert "actual error: ValueError: boom" in message
+
+
 def test_first_difference_notices_missing_events():
     expected = Outcome(["instantiate: ok", "global 1 'g' -> (0x0,)"])
     actual = Outcome(["instantiate: ok"])

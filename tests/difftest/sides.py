@@ -71,6 +71,13 @@ class Outcome:
     events: list[str] = field(default_factory=list)
     # memory export name -> contents at the end
     memories: dict[str, bytes] = field(default_factory=dict)
+    # event index -> the full error message, shown on a mismatch but never
+    # compared, because the two runtimes word their errors differently
+    details: dict[int, str] = field(default_factory=dict)
+
+    def add_error(self, prefix: str, side: Side, exc: BaseException) -> None:
+        self.details[len(self.events)] = f"{type(exc).__name__}: {exc}"
+        self.events.append(f"{prefix}{side.describe_error(exc)}")
 
 
 def argument_bits(seed: int, export: Export, round_index: int) -> list[int]:
@@ -271,7 +278,7 @@ def record_outcome(side: Side, seed: int, module_bytes: bytes, exports: list[Exp
         module = api.Module(engine, module_bytes)
         instance = api.Instance(store, module, [])
     except Exception as exc:  # noqa: BLE001 - recorded and compared
-        events.append(f"instantiate: {side.describe_error(exc)}")
+        outcome.add_error("instantiate: ", side, exc)
         return outcome
     events.append("instantiate: ok")
 
@@ -283,7 +290,7 @@ def record_outcome(side: Side, seed: int, module_bytes: bytes, exports: list[Exp
             store, harness_module, [externs[e.name] for e in imported]
         )
     except Exception as exc:  # noqa: BLE001 - recorded and compared
-        events.append(f"harness: {side.describe_error(exc)}: {exc}")
+        outcome.add_error("harness: ", side, exc)
         return outcome
     harness_exports = harness.exports(store)
 
@@ -294,7 +301,7 @@ def record_outcome(side: Side, seed: int, module_bytes: bytes, exports: list[Exp
         try:
             result = func(store, *signed)
         except Exception as exc:  # noqa: BLE001 - recorded and compared
-            events.append(f"{label} -> {side.describe_error(exc)}")
+            outcome.add_error(f"{label} -> ", side, exc)
             return
         if result is None:
             values = []
@@ -339,6 +346,9 @@ def first_difference(expected: Outcome, actual: Outcome) -> str | None:
         detail = ""
         if want.startswith("memory") and got.startswith("memory"):
             detail = _memory_difference(expected, actual)
+        for name, outcome in (("expected", expected), ("actual", actual)):
+            if position in outcome.details:
+                detail += f"\n  {name} error: {outcome.details[position]}"
         return f"event {position}:\n  expected {want}\n  actual   {got}{detail}"
     return None
 

@@ -2,7 +2,7 @@
 
 WASI never touches the host file system itself. Each preopened directory is
 a `Backend`, and every open file or directory is a `Node` that the backend
-returned. Another backend (the in-memory tree in `memfs.py`, or encrypted
+returned. Another backend (the in-memory tree in `memfs.MemoryTree`, or encrypted
 protected files) plugs in by implementing these two classes; WASI does not
 change.
 

@@ -17,6 +17,15 @@ elif [[ $# -gt 0 ]]; then
     exit 2
 fi
 
+if ! command -v gcc >/dev/null; then
+    echo "bench/build.sh: gcc is not installed (apt-get install gcc)" >&2
+    exit 1
+fi
+if [[ $native_only == 0 ]] && ! python3 -c "import ziglang" 2>/dev/null; then
+    echo "bench/build.sh: the ziglang package is missing (pip install ziglang)" >&2
+    exit 1
+fi
+
 for file in "$src"/*.c; do
     name="$(basename "$file" .c)"
     # -ffp-contract=off keeps gcc from fusing a*b+c into FMA, which wasm lacks,

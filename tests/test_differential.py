@@ -206,9 +206,10 @@ def test_first_difference_notices_missing_events():
 # ---- trap kinds: one hand-written module per kind -------------------------
 
 # (expected trap message, function body, extra module fields). Each module
-# exports "run" with no parameters; the spec test suite's message for each
-# fault is the expected class, except that an out-of-range call_indirect
-# index counts as a table access out of bounds (see TRAP_ALIASES).
+# exports "run" with no parameters. The expected class is the spec test
+# suite's message for the fault. The one exception is an out-of-range
+# call_indirect index, which counts as a table access out of bounds (see
+# TRAP_ALIASES).
 TRAP_CASES = {
     "unreachable": ("unreachable", "unreachable", ""),
     "div_by_zero": ("integer divide by zero", "i32.const 1 i32.const 0 i32.div_u drop", ""),

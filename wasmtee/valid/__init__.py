@@ -1,0 +1,252 @@
+"""Module validation (WebAssembly 2.0, section 3, with extended-const).
+
+`validate_module` checks a decoded or parsed module and returns a `ModuleInfo`
+with facts the runtime and tiers reuse. Every failure raises ValidationError
+whose message begins with the spec test suite's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wasmtee import opcodes as op
+from wasmtee.errors import UnsupportedFeature, ValidationError
+from wasmtee.model import (
+    ConstExpr,
+    ExternKind,
+    FuncType,
+    GlobalType,
+    Limits,
+    MemoryType,
+    Module,
+    SegmentMode,
+    TableType,
+    ValType,
+)
+from wasmtee.valid.code import BodyValidator, Context, FunctionFacts
+
+__all__ = ["ModuleInfo", "FunctionFacts", "validate_module"]
+
+MAX_PAGES = 65536
+MAX_TABLE_SIZE = (1 << 32) - 1
+
+# Binary opcodes allowed in extended constant expressions, with their type.
+_EXTENDED_CONST = {
+    op.BY_NAME[name].code: op.BY_NAME[name].params[0]  # type: ignore[index]
+    for name in ("i32.add", "i32.sub", "i32.mul", "i64.add", "i64.sub", "i64.mul")
+}
+
+
+@dataclass
+class ModuleInfo:
+    """Facts that validation computed.
+
+    `func_types` is the type of every function in the function index space
+    (imports first). `functions` holds one `FunctionFacts` per defined
+    function, in order: the block map and maximum operand stack height.
+    `declared_refs` is the set of function indices that `ref.func` may name.
+    """
+
+    func_types: list[FuncType]
+    functions: list[FunctionFacts] = field(default_factory=list)
+    declared_refs: set[int] = field(default_factory=set)
+
+
+def _limits(limits: Limits, bound: int, kind: str) -> None:
+    if limits.min > bound:
+        raise ValidationError(f"{kind} size must be at most {bound} (minimum {limits.min})")
+    if limits.max is not None:
+        if limits.max > bound:
+            raise ValidationError(f"{kind} size must be at most {bound} (maximum {limits.max})")
+        if limits.min > limits.max:
+            raise ValidationError(
+                f"size minimum must not be greater than maximum ({limits.min} > {limits.max})"
+            )
+
+
+def _memory_type(memory_type: MemoryType) -> None:
+    limits = memory_type.limits
+    if limits.min > MAX_PAGES or (limits.max is not None and limits.max > MAX_PAGES):
+        raise ValidationError(
+            f"memory size must be at most {MAX_PAGES} pages (4GiB) "
+            f"(limits {limits.min}..{limits.max})"
+        )
+    if limits.max is not None and limits.min > limits.max:
+        raise ValidationError(
+            f"size minimum must not be greater than maximum ({limits.min} > {limits.max})"
+        )
+
+
+def _table_type(table_type: TableType) -> None:
+    if not table_type.elem_type.is_ref:
+        raise ValidationError(f"malformed reference type ({table_type.elem_type.text})")
+    _limits(table_type.limits, MAX_TABLE_SIZE, "table")
+
+
+class _ConstChecker:
+    """Validate constant expressions against the globals visible so far."""
+
+    def __init__(self, func_count: int, globals: list[tuple[ValType, bool]],
+                 imported_globals: int) -> None:
+        self.func_count = func_count
+        self.globals = globals
+        self.imported_globals = imported_globals
+
+    def check(self, expr: ConstExpr, expected: ValType, visible_globals: int, what: str) -> None:
+        stack: list[ValType] = []
+        for instr in expr:
+            code = instr.op
+            if code == op.END:
+                break
+            if code in (op.I32_CONST, op.I64_CONST, op.F32_CONST, op.F64_CONST):
+                stack.append(op.OPS[code].results[0])  # type: ignore[index]
+            elif code == op.REF_NULL:
+                stack.append(instr.imm)
+            elif code == op.REF_FUNC:
+                if instr.imm >= self.func_count:
+                    raise ValidationError(f"unknown function {instr.imm} (in {what})")
+                stack.append(ValType.FUNCREF)
+            elif code == op.GLOBAL_GET:
+                if instr.imm >= visible_globals:
+                    raise ValidationError(f"unknown global {instr.imm} (in {what})")
+                val_type, mutable = self.globals[instr.imm]
+                if mutable:
+                    raise ValidationError(
+                        f"constant expression required (global.get of mutable global {instr.imm})"
+                    )
+                stack.append(val_type)
+            elif code in _EXTENDED_CONST:
+                operand_type = _EXTENDED_CONST[code]
+                for _ in range(2):
+                    if not stack or stack.pop() != operand_type:
+                        raise ValidationError(f"type mismatch (in {what})")
+                stack.append(operand_type)
+            else:
+                raise ValidationError(
+                    f"constant expression required ({op.op_name(code)} in {what})"
+                )
+        if len(stack) != 1 or stack[0] != expected:
+            got = " ".join(t.text for t in stack) or "nothing"
+            raise ValidationError(f"type mismatch (expected {expected.text}, got {got}, in {what})")
+
+
+def _declared_refs(module: Module) -> set[int]:
+    """Return C.refs: functions referenced outside function bodies."""
+    refs: set[int] = set()
+    expressions: list[ConstExpr] = [g.init for g in module.globals]
+    for segment in module.elems:
+        expressions.extend(segment.init)
+    for expr in expressions:
+        for instr in expr:
+            if instr.op == op.REF_FUNC:
+                refs.add(instr.imm)
+    for export in module.exports:
+        if export.kind is ExternKind.FUNC:
+            refs.add(export.index)
+    return refs
+
+
+def validate_module(module: Module) -> ModuleInfo:
+    """Validate `module` and return the facts the runtime needs.
+
+    Raises ValidationError naming the failed rule and the offending value.
+    """
+    types = module.types
+    func_types: list[FuncType] = []
+    tables: list[ValType] = []
+    memories = 0
+    globals: list[tuple[ValType, bool]] = []
+    for imp in module.imports:
+        if imp.kind is ExternKind.FUNC:
+            if not isinstance(imp.desc, int) or imp.desc >= len(types):
+                raise ValidationError(f"unknown type {imp.desc} (import {imp.module}.{imp.name})")
+            func_types.append(types[imp.desc])
+        elif imp.kind is ExternKind.TABLE:
+            assert isinstance(imp.desc, TableType)
+            _table_type(imp.desc)
+            tables.append(imp.desc.elem_type)
+        elif imp.kind is ExternKind.MEMORY:
+            assert isinstance(imp.desc, MemoryType)
+            _memory_type(imp.desc)
+            memories += 1
+        else:
+            assert isinstance(imp.desc, GlobalType)
+            globals.append((imp.desc.val_type, imp.desc.mutable))
+    imported_globals = len(globals)
+    for index, func in enumerate(module.funcs):
+        if func.type_index >= len(types):
+            raise ValidationError(f"unknown type {func.type_index} (function {len(func_types)})")
+        func_types.append(types[func.type_index])
+    for table in module.tables:
+        _table_type(table.type)
+        tables.append(table.type.elem_type)
+    for memory in module.mems:
+        _memory_type(memory.type)
+        memories += 1
+    if memories > 1:
+        raise UnsupportedFeature("multi-memory", f"{memories} memories")
+
+    checker = _ConstChecker(len(func_types), globals, imported_globals)
+    for index, glob in enumerate(module.globals):
+        # A global's initializer sees the imported and earlier defined globals.
+        visible = len(globals)
+        checker.check(glob.init, glob.type.val_type, visible, f"global {visible}")
+        globals.append((glob.type.val_type, glob.type.mutable))
+
+    elems = [segment.elem_type for segment in module.elems]
+    for index, segment in enumerate(module.elems):
+        what = f"element segment {index}"
+        for expr in segment.init:
+            checker.check(expr, segment.elem_type, len(globals), what)
+        if segment.mode is SegmentMode.ACTIVE:
+            if segment.table_index >= len(tables):
+                raise ValidationError(f"unknown table {segment.table_index} (in {what})")
+            if tables[segment.table_index] != segment.elem_type:
+                raise ValidationError(
+                    f"type mismatch ({what} of {segment.elem_type.text} for a table of "
+                    f"{tables[segment.table_index].text})"
+                )
+            checker.check(segment.offset or [], ValType.I32, len(globals), f"offset of {what}")
+
+    for index, data in enumerate(module.datas):
+        if data.mode is SegmentMode.ACTIVE:
+            if data.memory_index >= memories:
+                raise ValidationError(f"unknown memory {data.memory_index} (in data segment {index})")
+            checker.check(data.offset or [], ValType.I32, len(globals), f"offset of data segment {index}")
+    if module.data_count is not None and module.data_count != len(module.datas):
+        raise ValidationError(
+            f"data count and data section have inconsistent lengths "
+            f"({module.data_count} and {len(module.datas)})"
+        )
+
+    if module.start is not None:
+        if module.start >= len(func_types):
+            raise ValidationError(f"unknown function {module.start} (start function)")
+        start_type = func_types[module.start]
+        if start_type.params or start_type.results:
+            raise ValidationError(f"start function must have type [] -> [] (has {start_type})")
+
+    names: set[str] = set()
+    spaces = {
+        ExternKind.FUNC: (len(func_types), "function"),
+        ExternKind.TABLE: (len(tables), "table"),
+        ExternKind.MEMORY: (memories, "memory"),
+        ExternKind.GLOBAL: (len(globals), "global"),
+    }
+    for export in module.exports:
+        if export.name in names:
+            raise ValidationError(f"duplicate export name {export.name!r}")
+        names.add(export.name)
+        count, kind = spaces[export.kind]
+        if export.index >= count:
+            raise ValidationError(f"unknown {kind} {export.index} (export {export.name!r})")
+
+    refs = _declared_refs(module)
+    context = Context(types, func_types, tables, memories, globals, elems, module.data_count, refs)
+    info = ModuleInfo(func_types=func_types, declared_refs=refs)
+    first_defined = len(func_types) - len(module.funcs)
+    for index, func in enumerate(module.funcs):
+        func_index = first_defined + index
+        validator = BodyValidator(context, func_index, func_types[func_index], func.locals)
+        info.functions.append(validator.validate(func.body))
+    return info

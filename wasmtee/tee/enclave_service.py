@@ -76,6 +76,7 @@ class EnclaveService:
         self._attester: Attester | None = None
         self._sealer: Sealer | None = None
         self._platform: Any = None
+        self._config = EnclaveConfig()
         self._runtime: wasm_host.WasmRuntime | None = None
         self._modules: dict[bytes, LoadedModule] = {}
         self._instances: dict[bytes, Any] = {}
@@ -163,6 +164,7 @@ class EnclaveService:
         identity = platform.bind_identity(identity)
         self._identity = identity
         self._platform = platform
+        self._config = config
         self.max_message_size = config.max_message_size
         self._attester = Attester(platform, identity, clock=self._host_time)
         self._sealer = Sealer(platform, identity)
@@ -204,7 +206,7 @@ class EnclaveService:
 
     def _wasm(self) -> wasm_host.WasmRuntime:
         if self._runtime is None:
-            self._runtime = wasm_host.WasmRuntime()
+            self._runtime = wasm_host.WasmRuntime(self._config.tier)
         return self._runtime
 
     def _load_module(self, args: dict[str, Any]) -> dict[str, Any]:

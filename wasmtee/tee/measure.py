@@ -34,7 +34,8 @@ class EnclaveConfig:
     """Settings of one enclave that are part of its measurement.
 
     `isv_prod_id` and `isv_svn` are the product id and security version the
-    enclave reports. `debug` sets the DEBUG attribute; the sim backend always
+    enclave reports. `tier` selects the execution tier ("auto", "python" or
+    "llvm") that runs modules inside the enclave. `debug` sets the DEBUG attribute; the sim backend always
     sets it because its memory is readable by the host.
     """
 
@@ -42,6 +43,7 @@ class EnclaveConfig:
     isv_svn: int = 0
     debug: bool = True
     max_message_size: int = 32 * 1024 * 1024
+    tier: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -49,6 +51,8 @@ class EnclaveConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
                 raise ValueError(f"{name} must be an integer in 0..65535, not {value!r}")
+        if self.tier not in ("auto", "python", "llvm"):
+            raise ValueError(f"tier must be 'auto', 'python' or 'llvm', not {self.tier!r}")
         if not isinstance(self.max_message_size, int) or self.max_message_size < 4096:
             raise ValueError(
                 f"max_message_size must be an integer >= 4096, not {self.max_message_size!r}"
@@ -60,6 +64,7 @@ class EnclaveConfig:
             "isv_svn": self.isv_svn,
             "debug": self.debug,
             "max_message_size": self.max_message_size,
+            "tier": self.tier,
             "extra": dict(self.extra),
         }
 
@@ -67,7 +72,8 @@ class EnclaveConfig:
     def from_dict(cls, values: dict[str, Any]) -> EnclaveConfig:
         if not isinstance(values, dict):
             raise ValueError(f"enclave configuration must be a map, not {type(values).__name__}")
-        unknown = set(values) - {"isv_prod_id", "isv_svn", "debug", "max_message_size", "extra"}
+        unknown = set(values) - {"isv_prod_id", "isv_svn", "debug", "max_message_size", "tier",
+                                 "extra"}
         if unknown:
             raise ValueError(f"unknown enclave configuration keys: {sorted(unknown)}")
         extra = values.get("extra", {})
@@ -81,6 +87,7 @@ class EnclaveConfig:
             isv_svn=values.get("isv_svn", 0),
             debug=debug,
             max_message_size=values.get("max_message_size", 32 * 1024 * 1024),
+            tier=values.get("tier", "auto"),
             extra=extra,
         )
 

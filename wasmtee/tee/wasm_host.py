@@ -30,7 +30,7 @@ class WasmRuntime:
     Errors from the runtime (DecodeError, Trap, ...) propagate unchanged.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tier: str = "auto") -> None:
         api = _load_api()
         missing = [name for name in ("Engine", "Store", "Module", "Linker")
                    if not hasattr(api, name)]
@@ -39,7 +39,7 @@ class WasmRuntime:
                 f"the wasm runtime is not available: wasmtee does not export {missing}"
             )
         self._api = api
-        self._engine = api.Engine()
+        self._engine = api.Engine(api.Config(tier=tier))
 
     def compile(self, module_bytes: bytes) -> Any:
         return self._api.Module(self._engine, module_bytes)
@@ -91,8 +91,6 @@ class WasmRuntime:
         The guest sees no host directory: only the `preopens` backends
         (guest path, wasmtee.wasi.fs backend), for example protected files.
         """
-        # NOTE: not yet run end to end, because the validator and the python
-        # tier were missing from this build when this was written.
         from wasmtee.wasi import WasiConfig, add_to_linker
 
         stdout = BoundedOutput(MAX_OUTPUT_SIZE)

@@ -464,3 +464,12 @@ def test_define_wasi_runs_hello(engine):
     context.close()
     assert info.value.code == 3
     assert stdout.getvalue() == b"hello\n"
+
+
+def test_closed_module_rejects_instantiation(engine):
+    store = Store(engine)
+    with Module(engine, '(module (func (export "f") (result i32) (i32.const 3)))') as module:
+        instance = Instance(store, module, [])
+    assert instance.exports(store)["f"](store) == 3
+    with pytest.raises(UsageError, match="module is closed"):
+        Instance(store, module, [])

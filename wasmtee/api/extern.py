@@ -52,6 +52,72 @@ def from_raw(val_type: ValType, value: Any) -> Any:
     return api_from_raw(val_type, value)
 
 
+def _to_raw_i32(value: Any) -> Any:
+    if type(value) is int and -0x8000_0000 <= value <= 0xFFFF_FFFF:
+        return value & 0xFFFF_FFFF
+    return to_raw(ValType.I32, value)
+
+
+def _to_raw_i64(value: Any) -> Any:
+    if type(value) is int and -0x8000_0000_0000_0000 <= value <= 0xFFFF_FFFF_FFFF_FFFF:
+        return value & 0xFFFF_FFFF_FFFF_FFFF
+    return to_raw(ValType.I64, value)
+
+
+def _to_raw_f64(value: Any) -> Any:
+    if type(value) is float:
+        return value
+    return to_raw(ValType.F64, value)
+
+
+def _from_raw_i32(value: int) -> int:
+    return value - 0x1_0000_0000 if value & 0x8000_0000 else value
+
+
+def _from_raw_i64(value: int) -> int:
+    return value - 0x1_0000_0000_0000_0000 if value >> 63 else value
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _param_converter(val_type: ValType) -> Callable[[Any], Any]:
+    if val_type is ValType.I32:
+        return _to_raw_i32
+    if val_type is ValType.I64:
+        return _to_raw_i64
+    if val_type is ValType.F64:
+        return _to_raw_f64
+    return lambda value: to_raw(val_type, value)
+
+
+def _result_converter(val_type: ValType) -> Callable[[Any], Any]:
+    if val_type is ValType.I32:
+        return _from_raw_i32
+    if val_type is ValType.I64:
+        return _from_raw_i64
+    if val_type is ValType.FUNCREF:
+        return lambda value: from_raw(ValType.FUNCREF, value)
+    return _identity
+
+
+# Per-signature converters for Func.__call__: (params, results).
+_SIGNATURES: dict[FuncType, tuple[tuple[Callable[[Any], Any], ...], tuple[Callable[[Any], Any], ...]]] = {}
+
+
+def _signature(func_type: FuncType) -> tuple[tuple[Callable[[Any], Any], ...], tuple[Callable[[Any], Any], ...]]:
+    entry = _SIGNATURES.get(func_type)
+    if entry is None:
+        entry = (
+            tuple(_param_converter(t) for t in func_type.params),
+            tuple(_result_converter(t) for t in func_type.results),
+        )
+        if len(_SIGNATURES) < 4096:
+            _SIGNATURES[func_type] = entry
+    return entry
+
+
 def wrap_extern(item: Any) -> Any:
     """Return the API wrapper of a runtime object (function, memory, table, global)."""
     if isinstance(item, FunctionInstance):
@@ -185,26 +251,27 @@ class Func:
         Raises UsageError for a wrong argument count or type, Trap when the
         function traps, and whatever WasmteeError a host function raises.
         """
-        store_of(store)
+        if type(store) is not Store:
+            store_of(store)
         func = self._func
-        ty = func.type
-        params = ty.params
+        params, results = _signature(func.type)
         if len(args) != len(params):
             raise UsageError(
                 f"wrong number of arguments: {func.name or 'function'} expects "
                 f"{len(params)}, got {len(args)}"
             )
-        raw = [to_raw(t, a) for t, a in zip(params, args)]
         try:
-            out = func.call(*raw)
+            if len(params) == 1:
+                out = func.call(params[0](args[0]))
+            else:
+                out = func.call(*[convert(arg) for convert, arg in zip(params, args)])
         except RecursionError as exc:
             raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
-        results = ty.results
         if not results:
             return None
         if len(results) == 1:
-            return from_raw(results[0], out)
-        return [from_raw(t, v) for t, v in zip(results, out)]
+            return results[0](out)
+        return [convert(value) for convert, value in zip(results, out)]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Func) and other._func is self._func

@@ -58,7 +58,7 @@ class Instance:
         if module.engine is not st.engine and module.engine.config != st.config:
             raise UsageError("the module and the store belong to engines with different configs")
         raw = [unwrap_extern(item) for item in imports]
-        self._instance = instantiate(st, module._model, module._info, raw, module._compiled)
+        self._instance = instantiate(st, module._model, module._info, raw, module.compiled)
         self._exports: InstanceExports | None = None
         logger.debug("instantiated %s", module.name or "module")
 

@@ -121,7 +121,7 @@ class Linker:
                     f"unknown import ({imp.module}.{imp.name}: no {ExternKind(imp.kind)} "
                     f"is defined with that name)"
                 ) from None
-        runtime = instantiate(st, module._model, module._info, imports, module._compiled)
+        runtime = instantiate(st, module._model, module._info, imports, module.compiled)
         return Instance._wrap(runtime)
 
     def __repr__(self) -> str:

@@ -116,6 +116,26 @@ class Module:
             raise UsageError(f"expected an Engine, got {engine!r}")
         _validate(_parse(data))
 
+    def close(self) -> None:
+        """Drop the compiled code; instances made earlier keep working.
+
+        Later instantiation raises UsageError.
+        """
+        self._compiled = None
+
+    def __enter__(self) -> Module:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def compiled(self) -> Any:
+        """The tier's CompiledModule. Raises UsageError after close()."""
+        if self._compiled is None:
+            raise UsageError("the module is closed")
+        return self._compiled
+
     @property
     def model(self) -> ModelModule:
         """The module structure (wasmtee.model.Module)."""

@@ -32,7 +32,8 @@ def test_help_documents_every_option():
     for option in ("--dir", "--dir-ro", "--env", "--invoke", "--fuel", "--max-memory",
                    "--timeout", "--tier", "--argv0"):
         assert option in text
-    assert "SECONDS" in text and "bytes" in text
+    assert "SECONDS" in text
+    assert "bytes" in text
 
 
 @pytest.mark.parametrize("args", [

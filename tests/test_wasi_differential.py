@@ -244,7 +244,7 @@ CASES = [
     ("sock_shutdown", (9, 2), True),
 ]
 
-# Documented differences: both answers are correct WASI errnos for the case.
+# Known differences, where both results are valid WASI errnos for the case.
 #  - wasmtime reports escapes from a preopen as PERM (63); wasmtee as NOTCAPABLE (76).
 #  - wasmtime's proc_raise traps; wasmtee returns NOSYS (52), so it is left out.
 EQUIVALENT = {63: 76}

@@ -223,7 +223,12 @@ def _run_instance(args: argparse.Namespace, store: Any, linker: Any, module: Any
         raise UsageError(f"{args.module} exports no function named {args.invoke!r}")
     values = parse_invoke_args(func.type(store), args.args)
     result = func(store, *values)
-    results = [] if result is None else result if isinstance(result, list) else [result]
+    if result is None:
+        results = []
+    elif isinstance(result, list):
+        results = result
+    else:
+        results = [result]
     for value in results:
         print(value)
     return 0

@@ -91,7 +91,7 @@ class OpenFlags:
 
 
 class DirectoryOps(Protocol):
-    """What `Walk` needs from a backend to resolve a path."""
+    """The lookups that `Walk` needs from a backend to resolve a path."""
 
     def enter(self, parent: Any, name: str) -> tuple[Any, str | None]:
         """Return (child directory handle, None), or (None, symlink target)."""

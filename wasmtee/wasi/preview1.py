@@ -1,7 +1,7 @@
 """The `wasi_snapshot_preview1` and `wasi_unstable` host functions.
 
 Each function takes a GuestMemory and the raw wasm arguments (i32 and i64
-as unsigned ints) and returns an errno; out-parameters are written to guest
+as unsigned ints) and returns an errno. Out-parameters are written to guest
 memory. `wasi_unstable` (the 0.1 snapshot) differs in three layouts, which
 `Layout` captures:
 - fd_seek whence: unstable numbers CUR=0, END=1, SET=2; preview1 SET=0, CUR=1, END=2.
@@ -78,9 +78,17 @@ def _times(atim: int, mtim: int, flags: int) -> tuple[Any, Any]:
         raise WasiError(Errno.INVAL, f"unknown fstflags 0x{flags:x}")
     if flags & FST_ATIM and flags & FST_ATIM_NOW or flags & FST_MTIM and flags & FST_MTIM_NOW:
         raise WasiError(Errno.INVAL, "both a time and NOW requested")
-    a = atim if flags & FST_ATIM else NOW if flags & FST_ATIM_NOW else None
-    m = mtim if flags & FST_MTIM else NOW if flags & FST_MTIM_NOW else None
-    return a, m
+    access: Any = None
+    modify: Any = None
+    if flags & FST_ATIM:
+        access = atim
+    elif flags & FST_ATIM_NOW:
+        access = NOW
+    if flags & FST_MTIM:
+        modify = mtim
+    elif flags & FST_MTIM_NOW:
+        modify = NOW
+    return access, modify
 
 
 def _signed64(value: int) -> int:

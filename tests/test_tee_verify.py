@@ -370,3 +370,44 @@ def test_policy_json_rejects_bad_values(text):
     values = (MR_ENCLAVE.hex(),) if text.count("%s") == 1 else (MR_ENCLAVE.hex(), "00" * 65)
     with pytest.raises(UsageError):
         Policy.from_json(text % values)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_mutated_quotes_only_raise_verification_error(platform, quote, data):
+    policy = Policy(mr_enclave=MR_ENCLAVE, allow_debug=True, allow_simulation=True)
+    mutated = bytearray(quote)
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[position] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        cut = data.draw(st.integers(0, len(mutated)))
+        mutated = mutated[:cut]
+    try:
+        claims = verify_quote(bytes(mutated), policy, [platform.root_certificate])
+    except VerificationError as exc:
+        assert exc.check
+        return
+    # Only a mutation that changed nothing (or only the unsigned PEM text
+    # in a way that still parses to the same certificates) may pass.
+    assert claims.mr_enclave == MR_ENCLAVE
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=3000), keep=st.integers(0, 1200))
+def test_fuzz_random_bytes_never_crash_parser(quote, blob, keep):
+    from wasmtee.tee.errors import QuoteFormatError
+
+    # A genuine prefix gets the parser past the header into the signature data.
+    candidate = quote[:keep] + blob
+    try:
+        parsed = parse_quote(candidate)
+    except QuoteFormatError:
+        return
+    assert parsed.raw == candidate

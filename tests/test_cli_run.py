@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_wasi_programs import needs_engine
+from test_wasi_programs import TIER, needs_engine
 from wasmtee.cli.run import parse_invoke_args, parse_size
 from wasmtee.errors import UsageError
 from wasmtee.model import FuncType, ValType
@@ -20,6 +20,8 @@ HELLO = REPO / "examples" / "wasi" / "hello.wasm"
 
 
 def wasmtee(*args: str, stdin: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess:
+    if args and args[0] == "run" and "--tier" not in args:
+        args = ("run", "--tier", TIER, *args[1:])
     return subprocess.run([sys.executable, "-m", "wasmtee", *args], input=stdin,
                           capture_output=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -1,7 +1,8 @@
 """The example WASI programs on wasmtime (PyPI) and on wasmtee, with the same results.
 
 The wasmtime run pins what each program must print; the wasmtee run is then
-compared with it. wasmtee runs need an execution tier and skip when none loads.
+compared with it. wasmtee runs use the python tier, or the llvm tier while the
+python tier is not available, and skip when neither loads.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def run_wasmtime(wasm: Path, args: list[str], env: dict[str, str],
 def run_wasmtee(wasm: Path, args: list[str], env: dict[str, str],
                 dirs: list[tuple[str, str]], stdin: bytes = b"", timeout: float = 300) -> Outcome:
     """Run `wasmtee run` in a child process, as a user would."""
-    command = [sys.executable, "-m", "wasmtee", "run", "--argv0", wasm.name]
+    command = [sys.executable, "-m", "wasmtee", "run", "--tier", TIER, "--argv0", wasm.name]
     for host, guest in dirs:
         command += ["--dir", f"{host}::{guest}"]
     for key, value in env.items():
@@ -68,19 +69,25 @@ def run_wasmtee(wasm: Path, args: list[str], env: dict[str, str],
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
 
-def engine_available() -> bool:
-    try:
-        import wasmtee
+def available_tier() -> str | None:
+    """Return "python" or "llvm", whichever first runs a trivial module, else None."""
+    import wasmtee
 
-        engine = wasmtee.Engine(wasmtee.Config(tier="python"))
-        wasmtee.Module(engine, '(module (func (export "f")))')
-        return True
-    except Exception:
-        return False
+    for tier in ("python", "llvm"):
+        try:
+            engine = wasmtee.Engine(wasmtee.Config(tier=tier))
+            store = wasmtee.Store(engine)
+            module = wasmtee.Module(engine, '(module (func (export "f") (result i32) i32.const 7))')
+            if wasmtee.Instance(store, module, []).exports(store)["f"](store) == 7:
+                return tier
+        except Exception:
+            continue
+    return None
 
 
-needs_engine = pytest.mark.skipif(not engine_available(),
-                                  reason="the python execution tier is not available")
+TIER = available_tier() or "python"
+needs_engine = pytest.mark.skipif(available_tier() is None,
+                                  reason="no execution tier is available")
 
 
 def _data_dir(tmp_path: Path, name: str) -> Path:

@@ -321,6 +321,9 @@ def instantiate(
             instance.datas[index] = b""
 
     if module.start is not None:
-        instance.funcs[module.start].call()
+        try:
+            instance.funcs[module.start].call()
+        except RecursionError as exc:
+            raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit in the start function") from exc
     return instance
 

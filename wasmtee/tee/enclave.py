@@ -71,6 +71,8 @@ class LoadedModule:
 
 @dataclass(frozen=True)
 class WasiResult:
+    """The exit status and captured output (at most 16 MiB each) of a WASI run."""
+
     exit_code: int
     stdout: bytes
     stderr: bytes

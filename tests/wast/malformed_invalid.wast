@@ -20,7 +20,7 @@
 (assert_malformed (module binary "wasm\01\00\00\00") "magic header not detected")
 (assert_malformed (module binary "\00asm\01\00\00\00\0e\01\00") "malformed section id")
 (assert_malformed
-  (module binary "\00asm\01\00\00\00" "\01\04\01\60\00\00\00")
+  (module binary "\00asm\01\00\00\00" "\01\05\01\60\00\00\00")
   "section size mismatch")
 
 (assert_invalid (module (func (result i32) (i64.const 0))) "type mismatch")
@@ -29,7 +29,7 @@
 (assert_invalid (module (func (call 3))) "unknown function")
 (assert_invalid (module (func (global.get 0) drop)) "unknown global")
 (assert_invalid (module (global i32 (i32.const 0)) (func (global.set 0 (i32.const 1))))
-  "global is immutable")
+  "immutable global")
 (assert_invalid (module (func (drop (i32.load (i32.const 0))))) "unknown memory")
 (assert_invalid (module (memory 1) (func (drop (i64.load align=16 (i32.const 0)))))
   "alignment must not be larger than natural")

@@ -24,7 +24,7 @@ from wasmtee.errors import (
     DecodeError, LinkError, Trap, TrapCode, UnsupportedFeature, ValidationError,
     WasmteeError, WatSyntaxError,
 )
-from wasmtee.model import Module
+from wasmtee.model import Module, SegmentMode
 from wasmtee.script.backend import Backend
 from wasmtee.script.results import describe_expected, describe_raw, matches, raw_argument
 from wasmtee.text.wast import Action, Command, ScriptModule, parse_script
@@ -223,13 +223,39 @@ class ScriptRunner:
             slot.failed_line = command.line
             raise _Outcome(f"module failed to load: {type(exc).__name__}: {exc}") from None
 
-    def load(self, script_module: ScriptModule) -> tuple[Module, object]:
-        """Parse or decode, then validate a script module."""
+    def load(self, script_module: ScriptModule, may_modify: bool = True
+             ) -> tuple[Module, object]:
+        """Parse or decode, then validate a script module that is to be instantiated.
+
+        `may_modify` tells whether its instantiation could write to imports;
+        an unlinkable module fails before it writes anything.
+        """
         if script_module.kind == "binary":
             module = self.backend.decode(script_module.data)
         else:
             module = script_module.parse_text()
-        return module, self.backend.validate(module)
+        try:
+            return module, self.backend.validate(module)
+        except UnsupportedFeature as exc:
+            if may_modify:
+                self.skip_modified_imports(module, f"unsupported feature: {exc.feature}")
+            raise
+
+    def skip_modified_imports(self, module: Module, reason: str) -> None:
+        """Skip later uses of registered modules that a skipped instantiation could modify.
+
+        A start function or an active segment could have written to the
+        imported instances' memories, tables or globals, so what later
+        assertions observe there is unknown.
+        """
+        has_segments = any(seg.mode is SegmentMode.ACTIVE for seg in module.elems) or \
+            any(seg.mode is SegmentMode.ACTIVE for seg in module.datas)
+        if module.start is None and not has_segments:
+            return
+        for imp in module.imports:
+            slot = self.registered.get(imp.module)
+            if slot is not None and imp.module != "spectest" and slot.skip_reason is None:
+                slot.skip_reason = reason
 
     def instantiate(self, loaded: tuple[Module, object]) -> object:
         module, info = loaded
@@ -355,7 +381,7 @@ class ScriptRunner:
         script_module = command.module
         assert script_module is not None
         try:
-            loaded = self.load(script_module)
+            loaded = self.load(script_module, may_modify=command.kind != "assert_unlinkable")
         except UnsupportedFeature as exc:
             raise _Outcome(f"unsupported feature: {exc.feature}", skip=True) from None
         except WasmteeError as exc:

@@ -37,6 +37,7 @@ from wasmtee import (  # noqa: E402
     WasiExit,
     WatSyntaxError,
 )
+from wasmtee.runtime.tiers import available_tiers  # noqa: E402
 
 I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
 
@@ -58,7 +59,10 @@ ARITH = """
 """
 
 
-@pytest.fixture(params=["python"])
+TIERS = [tier for tier in ("python", "llvm") if tier in available_tiers()]
+
+
+@pytest.fixture(params=TIERS)
 def engine(request):
     return Engine(Config(tier=request.param))
 

@@ -520,3 +520,102 @@ def test_reservation_shrinks_under_address_space_limit():
     assert 4 <= max_pages < 65536
     assert grown == 1
     assert too_far == -1
+
+
+# -- model-based checks ---------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_MEMORY_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(-5, 3 * PAGE_SIZE), st.binary(max_size=40)),
+        st.tuples(st.just("read"), st.integers(-5, 3 * PAGE_SIZE), st.integers(0, 40)),
+        st.tuples(st.just("grow"), st.integers(0, 2), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_MEMORY_OPS)
+def test_memory_matches_bytearray_model(ops):
+    mem = MemoryInstance(MemoryType(Limits(1, 3)))
+    model = bytearray(PAGE_SIZE)
+    try:
+        for kind, address, arg in ops:
+            if kind == "grow":
+                expected = len(model) // PAGE_SIZE if len(model) // PAGE_SIZE + address <= 3 else -1
+                assert mem.grow(address) == expected
+                if expected >= 0:
+                    model.extend(bytes(address * PAGE_SIZE))
+                continue
+            length = len(arg) if kind == "write" else arg
+            in_bounds = 0 <= address and address + length <= len(model)
+            if kind == "write":
+                if in_bounds:
+                    mem.write(address, arg)
+                    model[address:address + length] = arg
+                else:
+                    with pytest.raises(Trap):
+                        mem.write(address, arg)
+            elif in_bounds:
+                assert mem.read(address, length) == bytes(model[address:address + length])
+            else:
+                with pytest.raises(Trap):
+                    mem.read(address, length)
+        assert mem.size == len(model)
+        assert mem.read(0, len(model)) == bytes(model)
+    finally:
+        mem.close()
+
+
+_TABLE_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "grow", "fill", "copy", "init"]),
+        st.integers(-1, 12),
+        st.integers(-1, 12),
+        st.integers(0, 6),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_TABLE_OPS)
+def test_table_matches_list_model(ops):
+    table = TableInstance(TableType(EXTERNREF, Limits(4, 10)))
+    model: list = [None] * 4
+    segment = ["s0", "s1", "s2", "s3"]
+    for step, (kind, a, b, n) in enumerate(ops):
+        value = f"v{step}"
+        if kind == "grow":
+            expected = len(model) if n >= 0 and len(model) + n <= 10 else -1
+            assert table.grow(n, value) == expected
+            if expected >= 0:
+                model.extend([value] * n)
+            continue
+        if kind == "set":
+            ok = 0 <= a < len(model)
+            action = lambda: table.set(a, value)  # noqa: E731
+            update = lambda: model.__setitem__(a, value)  # noqa: E731
+        elif kind == "fill":
+            ok = 0 <= a and a + n <= len(model)
+            action = lambda: table.fill(a, value, n)  # noqa: E731
+            update = lambda: model.__setitem__(slice(a, a + n), [value] * n)  # noqa: E731
+        elif kind == "copy":
+            ok = 0 <= a and a + n <= len(model) and 0 <= b and b + n <= len(model)
+            action = lambda: table.copy(a, table, b, n)  # noqa: E731
+            update = lambda: model.__setitem__(slice(a, a + n), model[b:b + n])  # noqa: E731
+        else:
+            ok = 0 <= a and a + n <= len(model) and 0 <= b and b + n <= len(segment)
+            action = lambda: table.init(a, segment, b, n)  # noqa: E731
+            update = lambda: model.__setitem__(slice(a, a + n), segment[b:b + n])  # noqa: E731
+        if ok:
+            action()
+            update()
+        else:
+            with pytest.raises(Trap) as info:
+                action()
+            assert info.value.code is TrapCode.TABLE_OUT_OF_BOUNDS
+        assert table.elements == model

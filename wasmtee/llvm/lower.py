@@ -19,6 +19,7 @@ Conventions:
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 
 from wasmtee import opcodes as op
@@ -115,6 +116,17 @@ ok:
 # Wasm `rt_op` result for "the runtime raised": INT64_MIN, which no operation returns.
 RT_FAILED = -(1 << 63)
 
+# Bit patterns of +-0.0 and +-1.0, the operands that LLVM's identity folds use, by width.
+IDENTITY_FLOAT_BITS = {
+    32: {0x0000_0000, 0x8000_0000, 0x3F80_0000, 0xBF80_0000},
+    64: {0, 0x8000_0000_0000_0000, 0x3FF0_0000_0000_0000, 0xBFF0_0000_0000_0000},
+}
+# The inline asm constraint for a floating-point register on the host.
+FLOAT_REGISTER = "w" if platform.machine().lower() in ("aarch64", "arm64") else "x"
+
+# Instructions that end an LLVM basic block, as `FunctionLowering.emit` writes them.
+TERMINATORS = ("  br ", "  ret", "  unreachable", "  switch ")
+
 
 def ret_type(func_type: FuncType) -> str:
     results = func_type.results
@@ -185,6 +197,11 @@ class FunctionLowering:
         self.lines.append("  " + line)
 
     def start_block(self, name: str) -> None:
+        # A block left open here is dead code (after `unreachable`, `br` or a
+        # trap), and LLVM requires every block to end in a terminator.
+        last = self.lines[-1] if self.lines else ""
+        if not last.startswith(TERMINATORS):
+            self.lines.append("  unreachable")
         self.lines.append(f"{name}:")
 
     def push(self, llvm_type: str, value: str) -> None:
@@ -720,7 +737,16 @@ class FunctionLowering:
         bits = instr.imm
         width = 32 if val_type is ValType.F32 else 64
         signed = bits - (1 << width) if bits >= 1 << (width - 1) else bits
-        self.push(llvm_type, self.value(f"bitcast i{width} {signed} to {llvm_type}"))
+        value = self.value(f"bitcast i{width} {signed} to {llvm_type}")
+        if bits in IDENTITY_FLOAT_BITS[width]:
+            # LLVM folds x - 0.0, x * 1.0, x / -1.0 and similar into x or -x,
+            # which keeps a signalling NaN that wasm arithmetic must quiet.
+            value = self.opaque(llvm_type, value)
+        self.push(llvm_type, value)
+
+    def opaque(self, llvm_type: str, value: str) -> str:
+        """Return `value` through an empty inline asm, so LLVM cannot fold on it."""
+        return self.value(f'call {llvm_type} asm "", "={FLOAT_REGISTER},0"({llvm_type} {value})')
 
     def numeric(self, instr: Instr, info: op.OpInfo) -> None:
         lower_numeric(self, info)
@@ -797,7 +823,14 @@ def lower_binary(fn: FunctionLowering, llvm_type: str, operation: str, left: str
     intrinsic = {"min": "minimum", "max": "maximum", "copysign": "copysign"}[operation]
     suffix = FLOAT_INTRINSIC_SUFFIX[llvm_type]
     fn.owner.need_intrinsic(intrinsic, llvm_type, arity=2)
-    return fn.value(f"call {llvm_type} @llvm.{intrinsic}.{suffix}({llvm_type} {left}, {llvm_type} {right})")
+    result = fn.value(f"call {llvm_type} @llvm.{intrinsic}.{suffix}({llvm_type} {left}, {llvm_type} {right})")
+    if operation == "copysign":
+        return result
+    # llvm.minimum passes a signalling NaN operand through unchanged, but wasm
+    # returns a quiet (arithmetic) NaN; the sum of the operands is one.
+    unordered = fn.value(f"fcmp uno {llvm_type} {left}, {right}")
+    quiet_nan = fn.value(f"fadd {llvm_type} {left}, {right}")
+    return fn.value(f"select i1 {unordered}, {llvm_type} {quiet_nan}, {llvm_type} {result}")
 
 
 def lower_int_binary(fn: FunctionLowering, llvm_type: str, operation: str, left: str, right: str) -> str:
@@ -862,6 +895,8 @@ def lower_conversion(fn: FunctionLowering, info: op.OpInfo) -> None:
         convert = "sitofp" if operation.endswith("_s") else "uitofp"
         result = fn.value(f"{convert} {source} {operand} to {target}")
     elif operation == "demote_f64":
+        # Opaque, so that demote(promote(x)) is not folded to x: wasm quiets a signalling NaN.
+        operand = fn.opaque("double", operand)
         result = fn.value(f"fptrunc double {operand} to float")
     elif operation == "promote_f32":
         result = fn.value(f"fpext float {operand} to double")

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("wasmtee.valid", reason="needs the validator")
 pytest.importorskip("wasmtee.pytier", reason="needs the python tier")
 
-import wasmtee  # noqa: E402
-from wasmtee import (  # noqa: E402
+import wasmtee
+from wasmtee import (
     Caller,
     Config,
     DecodeError,
@@ -20,9 +20,9 @@ from wasmtee import (  # noqa: E402
     Global,
     GlobalType,
     Instance,
-    LinkError,
     Limits,
     Linker,
+    LinkError,
     Memory,
     MemoryType,
     Module,
@@ -37,7 +37,7 @@ from wasmtee import (  # noqa: E402
     WasiExit,
     WatSyntaxError,
 )
-from wasmtee.runtime.tiers import available_tiers  # noqa: E402
+from wasmtee.runtime.tiers import available_tiers
 
 I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
 

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("wasmtee.valid", reason="needs the validator")
 pytest.importorskip("wasmtee.pytier", reason="needs the python tier")
 
-from wasmtee import (  # noqa: E402
+from wasmtee import (
     Config,
     Engine,
     Instance,
@@ -21,7 +21,7 @@ from wasmtee import (  # noqa: E402
     TrapCode,
     UsageError,
 )
-from wasmtee.runtime.tiers import available_tiers  # noqa: E402
+from wasmtee.runtime.tiers import available_tiers
 
 TIERS = [t for t in ("python", "llvm") if t in available_tiers()]
 

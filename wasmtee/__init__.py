@@ -55,7 +55,42 @@ _EXPORTS = {
     "WasiConfig": "wasmtee.wasi",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "Caller",
+    "CompileError",
+    "Config",
+    "DecodeError",
+    "Engine",
+    "ExportType",
+    "Func",
+    "FuncType",
+    "Global",
+    "GlobalType",
+    "ImportType",
+    "Instance",
+    "InstanceExports",
+    "Limits",
+    "LinkError",
+    "Linker",
+    "Memory",
+    "MemoryType",
+    "Module",
+    "ResourceLimitExceeded",
+    "Store",
+    "Table",
+    "TableType",
+    "Trap",
+    "TrapCode",
+    "UnsupportedFeature",
+    "UsageError",
+    "ValType",
+    "ValidationError",
+    "WasiConfig",
+    "WasiExit",
+    "WasmteeError",
+    "WatSyntaxError",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from wasmtee.api.extern import Func, Global, Memory, Table
@@ -63,11 +98,27 @@ if TYPE_CHECKING:
     from wasmtee.api.linker import Linker
     from wasmtee.api.module import ExportType, ImportType, Module
     from wasmtee.errors import (
-        CompileError, DecodeError, LinkError, ResourceLimitExceeded, Trap, TrapCode,
-        UnsupportedFeature, UsageError, ValidationError, WasiExit, WasmteeError,
+        CompileError,
+        DecodeError,
+        LinkError,
+        ResourceLimitExceeded,
+        Trap,
+        TrapCode,
+        UnsupportedFeature,
+        UsageError,
+        ValidationError,
+        WasiExit,
+        WasmteeError,
         WatSyntaxError,
     )
-    from wasmtee.model import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
+    from wasmtee.model import (
+        FuncType,
+        GlobalType,
+        Limits,
+        MemoryType,
+        TableType,
+        ValType,
+    )
     from wasmtee.runtime.caller import Caller
     from wasmtee.runtime.config import Config, Engine
     from wasmtee.runtime.store import Store

@@ -7,7 +7,8 @@ Every method takes the store (or a Caller) first, as in wasmtime-py.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Self
 
 from wasmtee.errors import Trap, TrapCode, UsageError
 from wasmtee.model import FuncType, GlobalType, MemoryType, TableType, ValType
@@ -361,7 +362,7 @@ class Memory:
         """Release the mapping; the memory is unusable afterwards."""
         self._memory.close()
 
-    def __enter__(self) -> Memory:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from typing import Any, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Self
 
-from wasmtee.api.extern import Func, Global, Memory, Table, store_of, unwrap_extern, wrap_extern
+from wasmtee.api.extern import (
+    Func,
+    Global,
+    Memory,
+    Table,
+    store_of,
+    unwrap_extern,
+    wrap_extern,
+)
 from wasmtee.api.module import Module
 from wasmtee.errors import UsageError
 from wasmtee.runtime.instance import ModuleInstance, instantiate
@@ -84,7 +92,7 @@ class Instance:
         """Release the memories this instance defined."""
         self._instance.close()
 
-    def __enter__(self) -> Instance:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

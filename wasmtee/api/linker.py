@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wasmtee.api.extern import Func, _api_host, store_of, unwrap_extern, wrap_extern
 from wasmtee.api.instance import Instance

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from wasmtee.errors import UsageError, WatSyntaxError
-from wasmtee.model import ExternKind, FuncType, GlobalType, MemoryType, Module as ModelModule, TableType
+from wasmtee.model import ExternKind, FuncType, GlobalType, MemoryType, TableType
+from wasmtee.model import Module as ModelModule
 from wasmtee.runtime.config import Engine
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class Module:
         """
         self._compiled = None
 
-    def __enter__(self) -> Module:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

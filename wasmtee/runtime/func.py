@@ -10,7 +10,8 @@ function index space; host functions leave both None.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from wasmtee.errors import Trap, TrapCode, WasmteeError
 from wasmtee.model import FuncType
@@ -29,7 +30,7 @@ class FunctionInstance:
     Positional order: `FunctionInstance(type, name, call, module_instance, index)`.
     """
 
-    __slots__ = ("type", "name", "call", "module_instance", "index", "__weakref__", "__dict__")
+    __slots__ = ("__dict__", "__weakref__", "call", "index", "module_instance", "name", "type")
 
     def __init__(
         self,
@@ -73,7 +74,7 @@ class HostFunction(FunctionInstance):
     `__cause__` is the original.
     """
 
-    __slots__ = ("callable", "access_caller", "caller")
+    __slots__ = ("access_caller", "callable", "caller")
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ from wasmtee.values import default_value
 class GlobalInstance:
     """A global: `type` (GlobalType) and `value` (raw)."""
 
-    __slots__ = ("type", "value", "__weakref__")
+    __slots__ = ("__weakref__", "type", "value")
 
     def __init__(self, global_type: GlobalType, value: Any = None) -> None:
         self.type = global_type

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from wasmtee.errors import InternalError, LinkError, ResourceLimitExceeded, Trap, TrapCode
+from wasmtee.errors import (
+    InternalError,
+    LinkError,
+    ResourceLimitExceeded,
+    Trap,
+    TrapCode,
+)
 from wasmtee.model import (
     ConstExpr,
     ExternKind,
@@ -201,6 +208,12 @@ def eval_const(expr: ConstExpr, instance: ModuleInstance) -> Any:
     return stack[0]
 
 
+def _active_offset(offset: ConstExpr | None, index: int) -> ConstExpr:
+    if offset is None:
+        raise InternalError(f"active segment {index} has no offset expression")
+    return offset
+
+
 # -- instantiation ------------------------------------------------------------
 
 
@@ -267,9 +280,9 @@ def instantiate(
     instance.funcs.extend(defined)
     for glob in module.globals:
         instance.globals.append(GlobalInstance(glob.type, eval_const(glob.init, instance)))
-    for seg in module.elems:
-        instance.elems.append([eval_const(expr, instance) for expr in seg.init])
-    instance.datas = [seg.init for seg in module.datas]
+    for segment in module.elems:
+        instance.elems.append([eval_const(expr, instance) for expr in segment.init])
+    instance.datas = [segment.init for segment in module.datas]
 
     for export in module.exports:
         space: list[Any]
@@ -292,32 +305,32 @@ def instantiate(
     )
     # Element and data segments in order; a failing one traps and aborts
     # instantiation, and the writes before it stay (WebAssembly 2.0).
-    for index, seg in enumerate(module.elems):
-        if seg.mode is SegmentMode.ACTIVE:
-            offset = eval_const(seg.offset, instance)  # type: ignore[arg-type]
+    for index, elem in enumerate(module.elems):
+        if elem.mode is SegmentMode.ACTIVE:
+            offset = eval_const(_active_offset(elem.offset, index), instance)
             refs = instance.elems[index]
-            table = instance.tables[seg.table_index]
-            if offset + len(refs) > table.size:
+            target = instance.tables[elem.table_index]
+            if offset + len(refs) > target.size:
                 raise Trap(
                     TrapCode.TABLE_OUT_OF_BOUNDS,
                     f"element segment {index} at offset {offset}, length {len(refs)}, "
-                    f"table size {table.size}",
+                    f"table size {target.size}",
                 )
-            table.init(offset, refs, 0, len(refs))
+            target.init(offset, refs, 0, len(refs))
             instance.elems[index] = []
-        elif seg.mode is SegmentMode.DECLARATIVE:
+        elif elem.mode is SegmentMode.DECLARATIVE:
             instance.elems[index] = []
-    for index, dseg in enumerate(module.datas):
-        if dseg.mode is SegmentMode.ACTIVE:
-            offset = eval_const(dseg.offset, instance)  # type: ignore[arg-type]
-            memory = instance.mems[dseg.memory_index]
-            if offset + len(dseg.init) > memory.size:
+    for index, data in enumerate(module.datas):
+        if data.mode is SegmentMode.ACTIVE:
+            offset = eval_const(_active_offset(data.offset, index), instance)
+            memory = instance.mems[data.memory_index]
+            if offset + len(data.init) > memory.size:
                 raise Trap(
                     TrapCode.MEMORY_OUT_OF_BOUNDS,
-                    f"data segment {index} at offset {offset}, length {len(dseg.init)}, "
+                    f"data segment {index} at offset {offset}, length {len(data.init)}, "
                     f"memory size {memory.size}",
                 )
-            memory.write(offset, dseg.init)
+            memory.write(offset, data.init)
             instance.datas[index] = b""
 
     if module.start is not None:

@@ -13,7 +13,7 @@ import logging
 import mmap
 import struct
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 from wasmtee.errors import ResourceLimitExceeded, Trap, TrapCode
 from wasmtee.model import Limits, MemoryType
@@ -59,8 +59,15 @@ class MemoryInstance:
     """
 
     __slots__ = (
-        "type", "buf", "size", "max_pages", "limit_pages", "_address",
-        "_finalizer", "on_grow", "__weakref__",
+        "__weakref__",
+        "_address",
+        "_finalizer",
+        "buf",
+        "limit_pages",
+        "max_pages",
+        "on_grow",
+        "size",
+        "type",
     )
 
     def __init__(self, mem_type: MemoryType, limit_pages: int | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import Any
+from typing import Any, Self
 
 from wasmtee.errors import UsageError
 from wasmtee.model import FuncType
@@ -179,7 +179,7 @@ class Store:
         self._memories = weakref.WeakSet()
         self._closed = True
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

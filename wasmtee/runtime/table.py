@@ -6,7 +6,8 @@ Writes go through `set`, `grow`, `fill`, `copy` and `init`, which call the
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wasmtee.errors import ResourceLimitExceeded, Trap, TrapCode
 from wasmtee.model import Limits, TableType, ValType
@@ -22,7 +23,7 @@ class TableInstance:
     Raises ResourceLimitExceeded when the minimum size exceeds the limit.
     """
 
-    __slots__ = ("type", "elements", "max", "on_change", "__weakref__")
+    __slots__ = ("__weakref__", "elements", "max", "on_change", "type")
 
     def __init__(
         self, table_type: TableType, init: Any = None, limit_elements: int | None = None

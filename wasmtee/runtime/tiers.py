@@ -32,7 +32,7 @@ def _load(name: str) -> Any:
             tier = module.TIER
             if name == "llvm":
                 import llvmlite.binding  # noqa: F401  (the tier needs it at compile time)
-        except Exception as exc:  # any import failure means the tier is unusable
+        except Exception as exc:  # noqa: BLE001  (any import failure makes the tier unusable)
             _failures[name] = f"{type(exc).__name__}: {exc}"
             logger.info("the %s tier is not available: %s", name, _failures[name])
             return None

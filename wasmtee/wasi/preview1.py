@@ -155,6 +155,7 @@ class Preview1:
         return Errno.SUCCESS
 
     def random_get(self, mem: GuestMemory, buf: int, length: int) -> int:
+        mem.check(buf, length)  # before os.urandom, so a huge length cannot exhaust host memory
         mem.write(buf, os.urandom(length))
         return Errno.SUCCESS
 

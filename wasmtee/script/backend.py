@@ -29,7 +29,10 @@ class SpectestInstance:
 
 
 class Backend:
-    """Decodes, validates and instantiates modules in one store on one tier."""
+    """Decodes, validates and instantiates modules in one store on one tier.
+
+    Raises UsageError when the tier cannot be loaded.
+    """
 
     def __init__(self, tier: str = "python") -> None:
         from wasmtee.valid import validate_module
@@ -37,7 +40,9 @@ class Backend:
         engine = _ENGINES.get(tier)
         if engine is None:
             # Interruption lets the runner stop a command that runs too long.
-            engine = _ENGINES[tier] = Engine(Config(tier=tier, epoch_interruption=True))
+            engine = Engine(Config(tier=tier, epoch_interruption=True))
+            engine.tier  # load now: an unavailable tier raises UsageError here, once
+            _ENGINES[tier] = engine
         self.tier = tier
         self.store = Store(engine)
         self._validate = validate_module

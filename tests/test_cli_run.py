@@ -192,3 +192,16 @@ def test_max_memory_rejects_large_minimum(tmp_path):
     wat.write_text('(module (memory 4) (func (export "_start")))')
     assert wasmtee("run", "--max-memory", "64K", str(wat)).returncode == 1
     assert wasmtee("run", "--max-memory", "256K", str(wat)).returncode == 0
+
+
+def test_trap_backtrace_lists_frames(capsys):
+    from wasmtee.cli.run import _print_trap
+    from wasmtee.errors import Frame, Trap, TrapCode
+
+    frames = [Frame(1, "inner", None, 0x2a), Frame(2, "outer", "app", None)]
+    _print_trap(Trap(TrapCode.UNREACHABLE, frames=frames))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "wasmtee run: trap: unreachable"
+    assert lines[1] == "wasm backtrace:"
+    assert lines[2] == "  0: inner @ 0x2a"
+    assert lines[3] == "  1: app!outer"

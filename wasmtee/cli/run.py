@@ -152,10 +152,12 @@ def parse_invoke_args(func_type: Any, texts: list[str]) -> list[Any]:
 
 def _print_trap(trap: Trap) -> None:
     print(f"wasmtee run: trap: {trap}", file=sys.stderr)
-    if trap.frames:
-        print("wasm backtrace:", file=sys.stderr)
-        for depth, frame in enumerate(trap.frames):
-            print(f"  {depth}: {frame}", file=sys.stderr)
+    if not trap.frames:
+        print("wasm backtrace: not recorded by this execution tier", file=sys.stderr)
+        return
+    print("wasm backtrace:", file=sys.stderr)
+    for depth, frame in enumerate(trap.frames):
+        print(f"  {depth}: {frame}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -154,3 +154,40 @@ def test_copy_escape_fails_like_wasmtime(tmp_path):
     ours = run_wasmtee(wasm, args, {}, [(str(data), "/data")])
     assert ours.status == reference.status == 1
     assert not (data / "stolen").exists()
+
+
+@needs_engine
+def test_embedding_api_with_both_module_names(tmp_path):
+    import io
+
+    import wasmtee
+    from wasmtee.wasi import WasiConfig, add_to_linker
+
+    wat = """(module
+      (import "wasi_unstable" "fd_write" (func $old_write (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_unstable" "fd_seek" (func $old_seek (param i32 i64 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "unstable\\n")
+      (data (i32.const 80) "preview1\\n")
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const 9))
+        (drop (call $old_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32)))
+        (i32.store (i32.const 0) (i32.const 80))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32)))
+        ;; whence 0 is CUR in wasi_unstable; stdout cannot seek, so this returns SPIPE (70)
+        ;; or NOTCAPABLE (76), never INVAL (28)
+        (call $exit (call $old_seek (i32.const 1) (i64.const 0) (i32.const 0) (i32.const 40)))))"""
+    engine = wasmtee.Engine(wasmtee.Config(tier=TIER))
+    store = wasmtee.Store(engine)
+    linker = wasmtee.Linker(engine)
+    stdout = io.BytesIO()
+    wasi = add_to_linker(linker, store, WasiConfig(stdout=stdout))
+    instance = linker.instantiate(store, wasmtee.Module(engine, wat))
+    with pytest.raises(wasmtee.WasiExit) as info:
+        instance.exports(store)["_start"](store)
+    wasi.close()
+    assert stdout.getvalue() == b"unstable\npreview1\n"
+    assert info.value.code in (70, 76)

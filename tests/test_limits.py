@@ -7,9 +7,6 @@ import time
 
 import pytest
 
-pytest.importorskip("wasmtee.valid", reason="needs the validator")
-pytest.importorskip("wasmtee.pytier", reason="needs the python tier")
-
 from wasmtee import (
     Config,
     Engine,

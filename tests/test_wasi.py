@@ -416,3 +416,22 @@ def test_invalid_utf8_path(sandbox):
     g, _root, _tmp = sandbox
     bad = g.alloc(b"\xff\xfe")
     assert g.path_create_directory(3, bad, 2) == Errno.ILSEQ
+
+
+def test_poll_oneoff_stops_on_interrupt():
+    import threading
+    import time
+
+    g = Guest(WasiConfig())
+    cell = [False]
+    g.ctx.interrupt_cell = cell
+    subs = g.alloc(48)
+    struct.pack_into("<QB", g.mem.buf, subs, 1, 0)
+    struct.pack_into("<I4xQQH", g.mem.buf, subs + 16, 1, 60 * 10**9, 0, 0)
+    timer = threading.Timer(0.2, cell.__setitem__, (0, True))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(Trap) as info:
+        g.poll_oneoff(subs, g.alloc(32), 1, g.alloc(4))
+    assert info.value.code == TrapCode.INTERRUPTED
+    assert time.monotonic() - start < 5

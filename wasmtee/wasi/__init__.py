@@ -98,7 +98,7 @@ def add_to_linker(linker: Any, store: Any, config: WasiConfig) -> WasiContext:
     """
     if not isinstance(config, WasiConfig):
         raise UsageError(f"expected a WasiConfig, got {config!r}")
-    ctx = WasiContext(config)
+    ctx = WasiContext(config, getattr(store, "interrupt_cell", None))
     for module in MODULES:
         for name, func in host_functions(ctx, module).items():
             linker.define(store, module, name, func)

@@ -43,8 +43,10 @@ class WasiContext:
     `config.preopens`, then the preopened sockets follow.
     """
 
-    def __init__(self, config: WasiConfig) -> None:
+    def __init__(self, config: WasiConfig, interrupt_cell: list[bool] | None = None) -> None:
         self.config = config
+        # The store's interrupt flag: poll_oneoff stops waiting when it turns True.
+        self.interrupt_cell = interrupt_cell
         self.args = [a.encode("utf-8") for a in config.argv]
         self.environ = [f"{k}={v}".encode("utf-8") for k, v in config.env.items()]
         self.fds: dict[int, FdEntry] = {}

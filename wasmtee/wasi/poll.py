@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wasmtee.errors import Trap, TrapCode
 from wasmtee.wasi.constants import (
     EVENT_CLOCK, EVENT_FD_READ, EVENT_FD_WRITE, SUBCLOCK_ABSTIME, Errno, Filetype, Rights,
     WasiError,
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from wasmtee.wasi.preview1 import Preview1
 
 EVENT_SIZE = 32
+WAIT_SLICE = 0.05  # seconds between checks of the store's interrupt flag while waiting
 
 
 @dataclass
@@ -71,6 +73,32 @@ def _fd_ready_now(wasi: Preview1, fd: int, kind: int, userdata: int) -> tuple[_E
     return None, host_fd
 
 
+def _wait(wasi: Preview1, readers: dict[int, list[int]], writers: dict[int, list[int]],
+          wait: float | None) -> list[_Event]:
+    """Wait up to `wait` seconds (None: forever) for a host fd, in slices, so that
+    an interrupt of the store (a --timeout deadline) stops the wait with a trap."""
+    cell = wasi.ctx.interrupt_cell
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        if cell is not None and cell[0]:
+            raise Trap(TrapCode.INTERRUPTED, "while waiting in poll_oneoff")
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        slice_ = WAIT_SLICE if remaining is None else min(WAIT_SLICE, remaining)
+        if readers or writers:
+            try:
+                r, w, _x = select.select(list(readers), list(writers), [], slice_)
+            except (OSError, ValueError) as exc:
+                raise WasiError(Errno.IO, f"select: {exc}") from None
+            events = [_Event(u, Errno.SUCCESS, EVENT_FD_READ) for fd in r for u in readers[fd]]
+            events += [_Event(u, Errno.SUCCESS, EVENT_FD_WRITE) for fd in w for u in writers[fd]]
+            if events:
+                return events
+        elif slice_:
+            time.sleep(slice_)
+        if remaining is not None and remaining <= slice_:
+            return []
+
+
 def poll_oneoff(wasi: Preview1, mem: GuestMemory, in_ptr: int, out_ptr: int, count: int, nevents_ptr: int) -> int:
     if count == 0:
         raise WasiError(Errno.INVAL, "no subscriptions")
@@ -104,17 +132,7 @@ def poll_oneoff(wasi: Preview1, mem: GuestMemory, in_ptr: int, out_ptr: int, cou
             raise WasiError(Errno.INVAL, f"unknown subscription type {tag}")
     start = time.monotonic()
     wait = 0.0 if ready else min((s for s, _ in clocks), default=None)
-    if readers or writers:
-        try:
-            r, w, _x = select.select(list(readers), list(writers), [], wait)
-        except (OSError, ValueError) as exc:
-            raise WasiError(Errno.IO, f"select: {exc}") from None
-        for host_fd in r:
-            ready += [_Event(u, Errno.SUCCESS, EVENT_FD_READ) for u in readers[host_fd]]
-        for host_fd in w:
-            ready += [_Event(u, Errno.SUCCESS, EVENT_FD_WRITE) for u in writers[host_fd]]
-    elif wait:
-        time.sleep(wait)
+    ready += _wait(wasi, readers, writers, wait)
     elapsed = time.monotonic() - start
     if not ready or any(s <= elapsed for s, _ in clocks):
         ready += [_Event(u, Errno.SUCCESS, EVENT_CLOCK) for s, u in clocks if s <= elapsed + 1e-9]

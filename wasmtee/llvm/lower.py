@@ -40,7 +40,15 @@ CTX_STACK_LIMIT = 72
 CTX_RT_CALL = 80
 CTX_RT_OP = 88
 CTX_STACK_BUDGET = 96
-CTX_SIZE = 104
+CTX_TABLES = 104
+CTX_SIZE = 112
+
+# The native table mirror: `CTX_TABLES` points at one {ptr entries, i64 size}
+# descriptor per table, and each entry is {i64 type id, ptr code, ptr unused}.
+# Type id 0 means "not callable natively" (null, a host function or a
+# function of another instance); call_indirect then asks the runtime.
+TABLE_DESCRIPTOR_SIZE = 16
+TABLE_ENTRY_SIZE = 24
 
 # Trap codes passed through longjmp; 0 means no trap.
 TRAP_CODES: list[TrapCode] = list(TrapCode)
@@ -116,6 +124,19 @@ ok:
 # Wasm `rt_op` result for "the runtime raised": INT64_MIN, which no operation returns.
 RT_FAILED = -(1 << 63)
 
+# Type-based alias classes: linear memory (!2), runtime data such as the
+# context block and table mirror (!3), and global cells (!4) never alias each
+# other, so LLVM may keep context fields in registers across memory stores.
+TBAA_METADATA = """\
+!1 = !{!"wasmtee"}
+!2 = !{!5, !5, i64 0}
+!3 = !{!6, !6, i64 0}
+!4 = !{!7, !7, i64 0}
+!5 = !{!"linear memory", !1, i64 0}
+!6 = !{!"runtime", !1, i64 0}
+!7 = !{!"global", !1, i64 0}
+"""
+
 # Bit patterns of +-0.0 and +-1.0, the operands that LLVM's identity folds use, by width.
 IDENTITY_FLOAT_BITS = {
     32: {0x0000_0000, 0x8000_0000, 0x3F80_0000, 0xBF80_0000},
@@ -182,6 +203,7 @@ class FunctionLowering:
         self.stack: list[tuple[str, str]] = []  # (llvm type, value)
         self.frames: list[Frame] = []
         self.reachable = True
+        self.trap_blocks: dict[TrapCode, str] = {}
 
     # -- helpers ---------------------------------------------------------
 
@@ -225,16 +247,15 @@ class FunctionLowering:
         self.emit("unreachable")
 
     def trap_if(self, condition: str, code: TrapCode) -> None:
-        bad = self.label("trap")
+        # One shared block per trap code and function keeps the code small.
+        bad = self.trap_blocks.setdefault(code, f"trap.{TRAP_NUMBER[code]}")
         good = self.label("ok")
         self.emit(f"br i1 {condition}, label %{bad}, label %{good}, !prof !0")
-        self.start_block(bad)
-        self.trap(code)
         self.start_block(good)
 
     def ctx_field(self, offset: int, llvm_type: str) -> tuple[str, str]:
         pointer = self.value(f"getelementptr i8, ptr %ctx, i64 {offset}")
-        return pointer, self.value(f"load {llvm_type}, ptr {pointer}")
+        return pointer, self.value(f"load {llvm_type}, ptr {pointer}, !tbaa !3")
 
     def block_signature(self, block_type: object) -> tuple[tuple[ValType, ...], tuple[ValType, ...]]:
         if block_type is None:
@@ -268,6 +289,9 @@ class FunctionLowering:
         self.frames.append(frame)
         for instr in self.func.body:
             self.lower_instr(instr)
+        for code, label in self.trap_blocks.items():
+            self.start_block(label)
+            self.trap(code)
         body = "\n".join(self.allocas + self.lines)
         signature = f"define {ret_type(self.type)} @f{self.func_index}(ptr %ctx{sep}{header_params})"
         return f"{signature} {{\nentry:\n{body}\n}}\n"
@@ -514,16 +538,61 @@ class FunctionLowering:
             self.push(LLVM_TYPE[val_type], self.value(f"extractvalue {result_type} {result}, {index}"))
 
     def call_indirect(self, instr: Instr) -> None:
+        """Call through the native table mirror, or through the runtime when the entry is not native."""
         type_index, table_index = instr.imm
         callee_type = self.module.types[type_index]
         element = self.pop()
-        slots = self.spill_args(callee_type)
+        count = len(callee_type.params)
+        args = self.stack[len(self.stack) - count:] if count else []
+        del self.stack[len(self.stack) - count:]
+        result_slots = [self.slot(LLVM_TYPE[t]) for t in callee_type.results]
         element64 = self.value(f"zext i32 {element} to i64")
+        _, descriptors = self.ctx_field(CTX_TABLES, "ptr")
+        descriptor = self.value(
+            f"getelementptr i8, ptr {descriptors}, i64 {table_index * TABLE_DESCRIPTOR_SIZE}"
+        )
+        entries = self.value(f"load ptr, ptr {descriptor}, !tbaa !3")
+        size_pointer = self.value(f"getelementptr i8, ptr {descriptor}, i64 8")
+        size = self.value(f"load i64, ptr {size_pointer}, !tbaa !3")
+        in_bounds = self.value(f"icmp ult i64 {element64}, {size}")
+        check_label, fast_label = self.label("icheck"), self.label("ifast")
+        slow_label, join_label = self.label("islow"), self.label("ijoin")
+        self.emit(f"br i1 {in_bounds}, label %{check_label}, label %{slow_label}")
+        self.start_block(check_label)
+        offset = self.value(f"mul i64 {element64}, {TABLE_ENTRY_SIZE}")
+        entry = self.value(f"getelementptr i8, ptr {entries}, i64 {offset}")
+        type_id = self.value(f"load i64, ptr {entry}, !tbaa !3")
+        expected = self.owner.type_id(type_index)
+        matches = self.value(f"icmp eq i64 {type_id}, {expected}")
+        self.emit(f"br i1 {matches}, label %{fast_label}, label %{slow_label}")
+        self.start_block(fast_label)
+        code_pointer = self.value(f"getelementptr i8, ptr {entry}, i64 8")
+        code = self.value(f"load ptr, ptr {code_pointer}, !tbaa !3")
+        self.stack.extend(args)
+        self.emit_call(code, callee_type)
+        self.store_results(callee_type, result_slots)
+        self.emit(f"br label %{join_label}")
+        self.start_block(slow_label)
+        self.stack.extend(args)
+        slots = self.spill_args(callee_type)
         self.emit(
             f"call i64 @rt_op(ptr %ctx, i32 {RT_CALL_INDIRECT}, i64 {type_index}, "
             f"i64 {table_index}, i64 {element64}, ptr {slots})"
         )
         self.load_results(callee_type, slots)
+        self.store_results(callee_type, result_slots)
+        self.emit(f"br label %{join_label}")
+        self.start_block(join_label)
+        for val_type, slot in zip(callee_type.results, result_slots):
+            llvm_type = LLVM_TYPE[val_type]
+            self.push(llvm_type, self.value(f"load {llvm_type}, ptr {slot}"))
+
+    def store_results(self, func_type: FuncType, result_slots: list[str]) -> None:
+        """Pop a call's results off the stack into `result_slots`."""
+        values = self.stack[len(self.stack) - len(result_slots):] if result_slots else []
+        del self.stack[len(self.stack) - len(result_slots):]
+        for (llvm_type, value), slot in zip(values, result_slots):
+            self.emit(f"store {llvm_type} {value}, ptr {slot}")
 
     def spill_args(self, func_type: FuncType) -> str:
         """Store the call's arguments into an i64 slot array and pop them."""
@@ -570,17 +639,17 @@ class FunctionLowering:
     def global_cell(self, index: int) -> str:
         _, table = self.ctx_field(CTX_GLOBALS, "ptr")
         entry = self.value(f"getelementptr ptr, ptr {table}, i64 {index}")
-        return self.value(f"load ptr, ptr {entry}")
+        return self.value(f"load ptr, ptr {entry}, !tbaa !3")
 
     def global_get(self, instr: Instr) -> None:
         llvm_type = LLVM_TYPE[self.owner.global_types[instr.imm]]
         cell = self.global_cell(instr.imm)
-        self.push(llvm_type, self.value(f"load {llvm_type}, ptr {cell}"))
+        self.push(llvm_type, self.value(f"load {llvm_type}, ptr {cell}, !tbaa !4"))
 
     def global_set(self, instr: Instr) -> None:
         llvm_type = LLVM_TYPE[self.owner.global_types[instr.imm]]
         cell = self.global_cell(instr.imm)
-        self.emit(f"store {llvm_type} {self.pop()}, ptr {cell}")
+        self.emit(f"store {llvm_type} {self.pop()}, ptr {cell}, !tbaa !4")
 
     # -- memory ----------------------------------------------------------
 
@@ -601,9 +670,9 @@ class FunctionLowering:
         result_type = LLVM_TYPE[info.results[0]]  # type: ignore[index]
         width = info.mem_bytes * 8
         if result_type in ("float", "double") or width == int(result_type[1:]):
-            self.push(result_type, self.value(f"load {result_type}, ptr {pointer}, align 1"))
+            self.push(result_type, self.value(f"load {result_type}, ptr {pointer}, align 1, !tbaa !2"))
             return
-        narrow = self.value(f"load i{width}, ptr {pointer}, align 1")
+        narrow = self.value(f"load i{width}, ptr {pointer}, align 1, !tbaa !2")
         extend = "sext" if info.name.endswith("_s") else "zext"
         self.push(result_type, self.value(f"{extend} i{width} {narrow} to {result_type}"))
 
@@ -615,7 +684,7 @@ class FunctionLowering:
         if value_type in ("i32", "i64") and width != int(value_type[1:]):
             value = self.value(f"trunc {value_type} {value} to i{width}")
             value_type = f"i{width}"
-        self.emit(f"store {value_type} {value}, ptr {pointer}, align 1")
+        self.emit(f"store {value_type} {value}, ptr {pointer}, align 1, !tbaa !2")
 
     def memory_op(self, instr: Instr, info: op.OpInfo) -> None:
         name = info.name
@@ -988,6 +1057,11 @@ class ModuleLowering:
         self.global_types = [imp.desc.val_type for imp in module.imports_of(ExternKind.GLOBAL)]  # type: ignore[union-attr]
         self.global_types += [g.type.val_type for g in module.globals]
         self.declarations: set[str] = set()
+        self.type_ids = canonical_type_ids(func_types, module.types)
+
+    def type_id(self, type_index: int) -> int:
+        """Return the table-mirror id of a type of this module (structurally equal types share one)."""
+        return self.type_ids[self.module.types[type_index]]
 
     def need_declaration(self, text: str) -> None:
         self.declarations.add(text)
@@ -1021,15 +1095,16 @@ class ModuleLowering:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def entry_trampoline(self, func_index: int) -> str:
-        """Return `@e<index>(ctx, slots) -> i32`, the native entry point for the runtime.
+    def entry_trampoline(self, func_type: FuncType) -> str:
+        """Return `@entry<type id>(ctx, slots, code) -> i32`, the runtime's way into native code.
 
-        Arguments and results travel in an i64 slot array. It returns 0, or the
-        trap number when the function trapped.
+        It calls `code`, a function of type `func_type`. Arguments and results
+        travel in an i64 slot array. It returns 0, or the trap number when the
+        function trapped. One trampoline per type keeps the setjmp frames out
+        of the function bodies and the code small.
         """
-        func_type = self.func_types[func_index]
         lines = [
-            f"define i32 @e{func_index}(ptr %ctx, ptr %slots) {{",
+            f"define i32 @entry{self.type_ids[func_type]}(ptr %ctx, ptr %slots, ptr %code) {{",
             "  %jb = alloca [64 x i64], align 16",
             "  %saved = load ptr, ptr %ctx",
             f"  %depthp = getelementptr i8, ptr %ctx, i64 {CTX_DEPTH}",
@@ -1064,7 +1139,7 @@ class ModuleLowering:
             lines.append(f"  %a{index} = load {llvm_type}, ptr %p{index}")
             args.append(f", {llvm_type} %a{index}")
         result_type = ret_type(func_type)
-        call = f"call {result_type} @f{func_index}(ptr %ctx{''.join(args)})"
+        call = f"call {result_type} %code(ptr %ctx{''.join(args)})"
         if result_type == "void":
             lines.append(f"  {call}")
         else:
@@ -1090,12 +1165,13 @@ class ModuleLowering:
         params = "".join(f", {LLVM_TYPE[t]}" for t in func_type.params)
         return f"declare {ret_type(func_type)} @f{func_index}(ptr{params})\n"
 
-    def module_ir(self, func_indices: list[int] | None = None) -> str:
-        """Return one LLVM module: the given defined functions and their entries.
+    def module_ir(self, func_indices: list[int] | None = None, entries: bool = True) -> str:
+        """Return one LLVM module: the given defined functions, and the entry trampolines.
 
         With `func_indices` None the module holds every defined function. A
         partial module declares the other defined functions, so several
-        partial modules link together in one execution engine.
+        partial modules link together in one execution engine. Exactly one of
+        them must have `entries` True.
         """
         total = len(self.func_types)
         defined = range(self.num_imported_funcs, total)
@@ -1109,11 +1185,25 @@ class ModuleLowering:
                 parts.append(self.declaration(func_index))
         for func_index in selected:
             parts.append(FunctionLowering(self, func_index).lower())
-        for func_index in selected:
-            parts.append(self.entry_trampoline(func_index))
+        if entries:
+            for func_type in self.type_ids:
+                parts.append(self.entry_trampoline(func_type))
         parts.extend(sorted(self.declarations))
         parts.append('!0 = !{!"branch_weights", i32 1, i32 2000}\n')
+        parts.append(TBAA_METADATA)
         return "\n".join(parts)
+
+
+def canonical_type_ids(func_types: list[FuncType], types: list[FuncType]) -> dict[FuncType, int]:
+    """Number the distinct function types of a module from 1, in first-use order.
+
+    The numbers depend only on the module, so AOT code and the runtime's
+    table mirror agree on them.
+    """
+    ids: dict[FuncType, int] = {}
+    for func_type in list(types) + list(func_types):
+        ids.setdefault(func_type, len(ids) + 1)
+    return ids
 
 
 def return_lines(func_type: FuncType, values: list[tuple[str, str]]) -> list[str]:

@@ -1,9 +1,13 @@
 """Embed wasmtee in a Python program: instantiate a WAT module, call it, share memory.
 
-Run with `python3 examples/embed.py`. It prints what each step produced.
+From the repository root, run `PYTHONPATH=. python3 examples/embed.py [TIER]`,
+where TIER is python (the default), llvm or auto.
+It prints what each step produced.
 """
 
 from __future__ import annotations
+
+import sys
 
 import wasmtee
 from wasmtee import Config, Engine, Func, FuncType, Linker, Module, Store, ValType
@@ -42,8 +46,8 @@ WAT = r"""
 """
 
 
-def main() -> None:
-    engine = Engine(Config(tier="python"))
+def main(tier: str = "python") -> None:
+    engine = Engine(Config(tier=tier))
     store = Store(engine)
     module = Module(engine, WAT)
     print("imports:", [(i.module, i.name, str(i.type)) for i in module.imports])
@@ -74,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "python")

@@ -481,3 +481,24 @@ def test_closed_module_rejects_instantiation(engine):
     assert instance.exports(store)["f"](store) == 3
     with pytest.raises(UsageError, match="module is closed"):
         Instance(store, module, [])
+
+
+def test_embed_example_runs(engine):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "embed.py"), engine.config.tier],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "guest says: Hello from wasm!" in lines
+    assert "checksum: 256" in lines
+    assert "scaled_pair(-7): [-70, -7]" in lines
+    assert "calls: 1" in lines
+    assert "memory pages: 1 grow returned 1" in lines

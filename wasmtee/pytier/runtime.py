@@ -1,0 +1,350 @@
+"""The python tier object, lazy translation, and the names generated code uses.
+
+Each instance gets one namespace dict shared by all of its functions. In it:
+- `f<j>`: the callee of `call j` (a lazy stub until function j is translated,
+  then the generated function itself, so direct calls cost one global load);
+- `G<i>`: global instances, `TB<i>`: tables, `TY<i>`: interned function types,
+  `MEM0`: memory 0 and `MV`: its `ViewCell`;
+- `_fuel`, `_interrupt`: the store's cells (read only when the config enables them);
+- `_instance`, plus the helpers of wasmtee.pytier.numeric and this module.
+
+Memory accesses use struct's `unpack_from`/`pack_into` on `MV.view`, a
+memoryview of exactly the memory's current `size` bytes, so an access past
+`size` raises struct.error, which the generated function turns into
+Trap(MEMORY_OUT_OF_BOUNDS). The view is replaced when the memory grows (an
+`on_grow` callback), and generated code reloads it after every call and
+memory.grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import sys
+import time
+import weakref
+from typing import Any
+
+from wasmtee.errors import CompileError, Frame, Trap, TrapCode, WasmteeError
+from wasmtee.model import Module
+from wasmtee.pytier import numeric
+from wasmtee.pytier.translate import FunctionTranslator, TranslateOptions
+from wasmtee.values import round_f32
+
+logger = logging.getLogger(__name__)
+
+# Python frames allowed on top of the store's max_call_depth (embedder and host frames).
+RECURSION_MARGIN = 400
+# Frames kept in a trap's backtrace; deep recursion would otherwise record thousands.
+MAX_FRAMES = 64
+
+
+class ViewCell:
+    """Holds a memoryview of a memory's first `size` bytes; replaced on every grow."""
+
+    __slots__ = ("__weakref__", "view")
+
+    def __init__(self, memory: Any) -> None:
+        self.view = memoryview(memory.buf)[:memory.size]
+
+
+_cells: weakref.WeakKeyDictionary[Any, ViewCell] = weakref.WeakKeyDictionary()
+
+
+def view_cell(memory: Any) -> ViewCell:
+    """Return the one ViewCell of `memory`, creating it and its grow hook on first use."""
+    cell = _cells.get(memory)
+    if cell is None:
+        cell = ViewCell(memory)
+        _cells[memory] = cell
+        cell_ref = weakref.ref(cell)
+
+        def refresh(mem: Any, _old_pages: int) -> None:
+            target = cell_ref()
+            if target is not None:
+                target.view = memoryview(mem.buf)[:mem.size]
+
+        memory.on_grow.append(refresh)
+    return cell
+
+
+# -- helpers called by generated code ------------------------------------------------
+
+
+def _trap_div() -> Trap:
+    return Trap(TrapCode.INTEGER_DIVIDE_BY_ZERO)
+
+
+def _trap_memory(exc: BaseException) -> Trap:
+    return Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, str(exc))
+
+
+def _trap_stack() -> Trap:
+    return Trap(TrapCode.STACK_EXHAUSTED)
+
+
+def _trap_unreachable() -> Trap:
+    return Trap(TrapCode.UNREACHABLE)
+
+
+def _trap_fuel() -> Trap:
+    return Trap(TrapCode.OUT_OF_FUEL)
+
+
+def _trap_interrupt() -> Trap:
+    return Trap(TrapCode.INTERRUPTED)
+
+
+def _resolve(elements: list[Any], index: int, expected: Any) -> Any:
+    """Return the `call` of table element `index` for call_indirect, or trap."""
+    if index >= len(elements):
+        raise Trap(TrapCode.UNDEFINED_ELEMENT, f"index {index}, table size {len(elements)}")
+    func = elements[index]
+    if func is None:
+        raise Trap(TrapCode.UNINITIALIZED_ELEMENT, f"index {index}")
+    func_type = func.type
+    if func_type is not expected and func_type != expected:
+        raise Trap(
+            TrapCode.INDIRECT_CALL_TYPE_MISMATCH,
+            f"index {index}: expected {expected}, got {func_type}",
+        )
+    return func.call
+
+
+def _memory_fill(memory: Any, dest: int, value: int, length: int) -> None:
+    if dest + length > memory.size:
+        raise Trap(
+            TrapCode.MEMORY_OUT_OF_BOUNDS,
+            f"memory.fill at {dest}, length {length}, memory size {memory.size}",
+        )
+    if length:
+        memory.buf[dest:dest + length] = bytes((value & 0xFF,)) * length
+
+
+def _memory_copy(memory: Any, dest: int, source: int, length: int) -> None:
+    size = memory.size
+    if source + length > size or dest + length > size:
+        raise Trap(
+            TrapCode.MEMORY_OUT_OF_BOUNDS,
+            f"memory.copy from {source} to {dest}, length {length}, memory size {size}",
+        )
+    if length:
+        memory.buf.move(dest, source, length)
+
+
+def _memory_init(memory: Any, datas: list[bytes], index: int, dest: int, source: int,
+                 length: int) -> None:
+    data = datas[index]
+    if source + length > len(data) or dest + length > memory.size:
+        raise Trap(
+            TrapCode.MEMORY_OUT_OF_BOUNDS,
+            f"memory.init of data {index} from {source} to {dest}, length {length}",
+        )
+    if length:
+        memory.buf[dest:dest + length] = data[source:source + length]
+
+
+def _table_init(table: Any, elems: list[list[Any]], index: int, dest: int, source: int,
+                length: int) -> None:
+    table.init(dest, elems[index], source, length)
+
+
+_S = struct.Struct
+HELPERS: dict[str, Any] = {
+    "_trap_div": _trap_div,
+    "_trap_memory": _trap_memory,
+    "_trap_stack": _trap_stack,
+    "_trap_unreachable": _trap_unreachable,
+    "_trap_fuel": _trap_fuel,
+    "_trap_interrupt": _trap_interrupt,
+    "_Trap": Trap,
+    "_StructError": struct.error,
+    "_resolve": _resolve,
+    "_memory_fill": _memory_fill,
+    "_memory_copy": _memory_copy,
+    "_memory_init": _memory_init,
+    "_table_init": _table_init,
+    "_copysign": math.copysign,
+    "_round_f32": round_f32,
+    "_u8": _S("<B").unpack_from, "_s8": _S("<b").unpack_from,
+    "_u16": _S("<H").unpack_from, "_s16": _S("<h").unpack_from,
+    "_u32": _S("<I").unpack_from, "_s32": _S("<i").unpack_from,
+    "_u64": _S("<Q").unpack_from, "_f64": _S("<d").unpack_from,
+    "_p8": _S("<B").pack_into, "_p16": _S("<H").pack_into,
+    "_p32": _S("<I").pack_into, "_p64": _S("<Q").pack_into, "_pf64": _S("<d").pack_into,
+}
+for _name in dir(numeric):
+    _value = getattr(numeric, _name)
+    if callable(_value) and not _name.startswith("_") and getattr(_value, "__module__", None) == numeric.__name__:
+        HELPERS["_" + _name] = _value
+
+
+class PythonTier:
+    """Compiles validated modules for the python tier."""
+
+    name = "python"
+    automatic = True
+
+    def compile(self, module: Module, info: Any, config: Any) -> CompiledModule:
+        options = TranslateOptions(
+            consume_fuel=bool(getattr(config, "consume_fuel", False)),
+            interruptible=bool(getattr(config, "epoch_interruption", False)),
+        )
+        return CompiledModule(module, info, options)
+
+
+class CompiledModule:
+    """A module prepared for the python tier: code objects are made once per function.
+
+    Translation happens on a function's first call in any instance, and the
+    code object is reused by later instances of the same module.
+    """
+
+    def __init__(self, module: Module, info: Any, options: TranslateOptions) -> None:
+        self.module = module
+        self.info = info
+        self.options = options
+        imported_types = [
+            module.types[imp.desc] for imp in module.imports if _is_func_import(imp)
+        ]
+        self.func_types = imported_types + [module.types[f.type_index] for f in module.funcs]
+        self.first_defined = len(imported_types)
+        # func index -> (code object, constants)
+        self.codes: dict[int, tuple[Any, dict[str, object]]] = {}
+        self.translate_seconds = 0.0
+
+    def code_for(self, func_index: int) -> tuple[Any, dict[str, object]]:
+        entry = self.codes.get(func_index)
+        if entry is None:
+            started = time.perf_counter()
+            translator = FunctionTranslator(self.module, self.func_types, func_index, self.options)
+            source, constants = translator.translate()
+            try:
+                code = compile(source, f"<wasm function {func_index}>", "exec")
+            except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+                # TODO: split functions whose nesting exceeds CPython's parser limits.
+                raise CompileError(
+                    f"function {func_index} cannot be compiled to Python: {exc}"
+                ) from exc
+            entry = (code, constants)
+            self.codes[func_index] = entry
+            self.translate_seconds += time.perf_counter() - started
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("translated function %d:\n%s", func_index, source)
+        return entry
+
+    def source_for(self, func_index: int) -> str:
+        """Return the generated Python source of a defined function (for debugging)."""
+        translator = FunctionTranslator(self.module, self.func_types, func_index, self.options)
+        return translator.translate()[0]
+
+    def make_functions(self, instance: Any) -> list[Any]:
+        from wasmtee.runtime.func import FunctionInstance
+
+        store = instance.store
+        limit = getattr(store, "max_call_depth", 10_000) + RECURSION_MARGIN
+        if sys.getrecursionlimit() < limit:
+            sys.setrecursionlimit(limit)
+        linker = InstanceCode(self, instance)
+        functions = []
+        names = self.module.names.func_names
+        for position, func in enumerate(self.module.funcs):
+            index = self.first_defined + position
+            function = FunctionInstance(
+                self.func_types[index], names.get(index), None, instance, index
+            )
+            function.call = linker.stub(index, function)
+            functions.append(function)
+        linker.functions = functions
+        return functions
+
+
+def _is_func_import(imp: Any) -> bool:
+    from wasmtee.model import ExternKind
+
+    return imp.kind is ExternKind.FUNC
+
+
+class InstanceCode:
+    """The namespace of one instance's generated functions, built on the first call."""
+
+    def __init__(self, compiled: CompiledModule, instance: Any) -> None:
+        self.compiled = compiled
+        self.instance = instance
+        self.namespace: dict[str, Any] | None = None
+        self.functions: list[Any] = []
+
+    def stub(self, index: int, function: Any) -> Any:
+        def lazy(*args: Any) -> Any:
+            return self.install(index, function)(*args)
+
+        return lazy
+
+    def build_namespace(self) -> dict[str, Any]:
+        instance = self.instance
+        store = instance.store
+        ns: dict[str, Any] = dict(HELPERS)
+        ns["_instance"] = instance
+        ns["_fuel"] = store.fuel_cell
+        ns["_interrupt"] = store.interrupt_cell
+        for j, func in enumerate(instance.funcs):
+            if j < self.compiled.first_defined:
+                ns[f"f{j}"] = self.import_stub(j)
+            else:
+                ns[f"f{j}"] = func.call
+        for i, glob in enumerate(instance.globals):
+            ns[f"G{i}"] = glob
+        for i, table in enumerate(instance.tables):
+            ns[f"TB{i}"] = table
+        for i, func_type in enumerate(instance.types):
+            ns[f"TY{i}"] = func_type
+        if instance.mems:
+            ns["MEM0"] = instance.mems[0]
+            ns["MV"] = view_cell(instance.mems[0])
+        ns["_add_frame"] = self.add_frame
+        self.namespace = ns
+        return ns
+
+    def import_stub(self, j: int) -> Any:
+        """Bind `f<j>` for an imported function to its current `call` on the first call.
+
+        An import from another python-tier instance may still be a lazy stub when
+        this namespace is built, so it is looked up again at the first call.
+        """
+        def first_call(*args: Any) -> Any:
+            target = self.instance.funcs[j].call
+            if self.namespace is not None:
+                self.namespace[f"f{j}"] = target
+            return target(*args)
+
+        return first_call
+
+    def install(self, index: int, function: Any) -> Any:
+        ns = self.namespace if self.namespace is not None else self.build_namespace()
+        name = f"f{index}"
+        current = ns.get(name)
+        if current is not None and current is function.call and getattr(current, "__wasm__", False):
+            return current
+        code, constants = self.compiled.code_for(index)
+        ns.update(constants)
+        exec(code, ns)  # noqa: S102 - our own generated code
+        generated = ns[name]
+        generated.__wasm__ = True
+        function.call = generated
+        return generated
+
+    def add_frame(self, trap: Trap, index: int) -> None:
+        """Record a wasm frame in a trap's backtrace (innermost first, at most MAX_FRAMES)."""
+        if len(trap.frames) < MAX_FRAMES:
+            trap.frames.append(self.frame(index))
+
+    def frame(self, index: int) -> Frame:
+        instance = self.instance
+        name = self.compiled.module.names.func_names.get(index)
+        if name is None and 0 <= index < len(instance.funcs):
+            name = instance.funcs[index].name
+        return Frame(index, name, instance.name)
+
+
+__all__ = ["CompiledModule", "PythonTier", "ViewCell", "view_cell", "WasmteeError"]

@@ -39,17 +39,35 @@ _EXTENDED_CONST = {
 
 @dataclass
 class ModuleInfo:
-    """Facts that validation computed.
+    """Facts that validation computed, for the runtime and both tiers.
 
-    `func_types` is the type of every function in the function index space
-    (imports first). `functions` holds one `FunctionFacts` per defined
-    function, in order: the block map and maximum operand stack height.
-    `declared_refs` is the set of function indices that `ref.func` may name.
+    - `func_types`: the `FuncType` of every function in the function index
+      space, imports first.
+    - `functions`: one `FunctionFacts` per defined function, in definition
+      order (so function index `len(func_types) - len(functions) + i` has
+      `functions[i]`). `FunctionFacts.blocks` maps the instruction index of
+      each `block`, `loop` and `if` to `(else_index, end_index)`, with
+      `else_index` None when there is no `else`. `FunctionFacts.max_stack` is
+      the maximum operand stack height, in values, over the body.
+    - `declared_refs`: the spec's C.refs, the function indices that `ref.func`
+      may name inside function bodies.
     """
 
     func_types: list[FuncType]
     functions: list[FunctionFacts] = field(default_factory=list)
     declared_refs: set[int] = field(default_factory=set)
+
+
+class MultipleMemories(UnsupportedFeature):
+    """More than one memory: invalid in WebAssembly 2.0, part of the multi-memory proposal.
+
+    The message begins with "multiple memories", the 2.0 test suite's text.
+    """
+
+    def __init__(self, count: int) -> None:
+        super().__init__("multi-memory", f"{count} memories")
+        self.message = f"multiple memories ({count} memories, multi-memory is not supported)"
+        self.args = (self.message,)
 
 
 def _limits(limits: Limits, bound: int, kind: str) -> None:
@@ -103,11 +121,11 @@ class _ConstChecker:
             elif code == op.REF_NULL:
                 stack.append(instr.imm)
             elif code == op.REF_FUNC:
-                if instr.imm >= self.func_count:
+                if not 0 <= instr.imm < self.func_count:
                     raise ValidationError(f"unknown function {instr.imm} (in {what})")
                 stack.append(ValType.FUNCREF)
             elif code == op.GLOBAL_GET:
-                if instr.imm >= visible_globals:
+                if not 0 <= instr.imm < visible_globals:
                     raise ValidationError(f"unknown global {instr.imm} (in {what})")
                 val_type, mutable = self.globals[instr.imm]
                 if mutable:
@@ -157,24 +175,25 @@ def validate_module(module: Module) -> ModuleInfo:
     memories = 0
     globals: list[tuple[ValType, bool]] = []
     for imp in module.imports:
+        desc = imp.desc
+        where = f"import {imp.module}.{imp.name}"
         if imp.kind is ExternKind.FUNC:
-            if not isinstance(imp.desc, int) or imp.desc >= len(types):
-                raise ValidationError(f"unknown type {imp.desc} (import {imp.module}.{imp.name})")
-            func_types.append(types[imp.desc])
-        elif imp.kind is ExternKind.TABLE:
-            assert isinstance(imp.desc, TableType)
-            _table_type(imp.desc)
-            tables.append(imp.desc.elem_type)
-        elif imp.kind is ExternKind.MEMORY:
-            assert isinstance(imp.desc, MemoryType)
-            _memory_type(imp.desc)
+            if not isinstance(desc, int) or not 0 <= desc < len(types):
+                raise ValidationError(f"unknown type {desc} ({where})")
+            func_types.append(types[desc])
+        elif imp.kind is ExternKind.TABLE and isinstance(desc, TableType):
+            _table_type(desc)
+            tables.append(desc.elem_type)
+        elif imp.kind is ExternKind.MEMORY and isinstance(desc, MemoryType):
+            _memory_type(desc)
             memories += 1
+        elif imp.kind is ExternKind.GLOBAL and isinstance(desc, GlobalType):
+            globals.append((desc.val_type, desc.mutable))
         else:
-            assert isinstance(imp.desc, GlobalType)
-            globals.append((imp.desc.val_type, imp.desc.mutable))
+            raise ValidationError(f"malformed import kind ({where}: {imp.kind!r} with {desc!r})")
     imported_globals = len(globals)
     for index, func in enumerate(module.funcs):
-        if func.type_index >= len(types):
+        if not 0 <= func.type_index < len(types):
             raise ValidationError(f"unknown type {func.type_index} (function {len(func_types)})")
         func_types.append(types[func.type_index])
     for table in module.tables:
@@ -184,7 +203,7 @@ def validate_module(module: Module) -> ModuleInfo:
         _memory_type(memory.type)
         memories += 1
     if memories > 1:
-        raise UnsupportedFeature("multi-memory", f"{memories} memories")
+        raise MultipleMemories(memories)
 
     checker = _ConstChecker(len(func_types), globals, imported_globals)
     for index, glob in enumerate(module.globals):
@@ -199,7 +218,7 @@ def validate_module(module: Module) -> ModuleInfo:
         for expr in segment.init:
             checker.check(expr, segment.elem_type, len(globals), what)
         if segment.mode is SegmentMode.ACTIVE:
-            if segment.table_index >= len(tables):
+            if not 0 <= segment.table_index < len(tables):
                 raise ValidationError(f"unknown table {segment.table_index} (in {what})")
             if tables[segment.table_index] != segment.elem_type:
                 raise ValidationError(
@@ -210,7 +229,7 @@ def validate_module(module: Module) -> ModuleInfo:
 
     for index, data in enumerate(module.datas):
         if data.mode is SegmentMode.ACTIVE:
-            if data.memory_index >= memories:
+            if not 0 <= data.memory_index < memories:
                 raise ValidationError(f"unknown memory {data.memory_index} (in data segment {index})")
             checker.check(data.offset or [], ValType.I32, len(globals), f"offset of data segment {index}")
     if module.data_count is not None and module.data_count != len(module.datas):
@@ -220,7 +239,7 @@ def validate_module(module: Module) -> ModuleInfo:
         )
 
     if module.start is not None:
-        if module.start >= len(func_types):
+        if not 0 <= module.start < len(func_types):
             raise ValidationError(f"unknown function {module.start} (start function)")
         start_type = func_types[module.start]
         if start_type.params or start_type.results:
@@ -238,7 +257,7 @@ def validate_module(module: Module) -> ModuleInfo:
             raise ValidationError(f"duplicate export name {export.name!r}")
         names.add(export.name)
         count, kind = spaces[export.kind]
-        if export.index >= count:
+        if not 0 <= export.index < count:
             raise ValidationError(f"unknown {kind} {export.index} (export {export.name!r})")
 
     refs = _declared_refs(module)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wasmtee import opcodes as op
-from wasmtee.errors import ValidationError
+from wasmtee.errors import UnsupportedFeature, ValidationError
 from wasmtee.model import FuncType, Instr, ValType
 
 UNKNOWN = None
+LOCAL_GET = op.LOCAL_GET
 
 I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
 FUNCREF, EXTERNREF = ValType.FUNCREF, ValType.EXTERNREF
@@ -91,6 +92,7 @@ class BodyValidator:
         self.vals: list[ValType | None] = []
         self.ctrls: list[ControlFrame] = []
         self.offset = -1
+        self.code = op.NOP  # opcode of the instruction being validated, for messages
         self.max_stack = 0
         self.blocks: dict[int, tuple[int | None, int]] = {}
         self.open_blocks: list[int] = []
@@ -99,6 +101,12 @@ class BodyValidator:
     # -- errors and the operand stack ------------------------------------------
 
     def error(self, message: str) -> ValidationError:
+        """Build the error for the current instruction, naming it in the brackets."""
+        name = op.op_name(self.code)
+        if message.endswith(")"):
+            message = f"{message[:-1]}, in {name})"
+        else:
+            message = f"{message} (in {name})"
         return ValidationError(message, self.func_index, self.offset)
 
     def push(self, val_type: ValType | None) -> None:
@@ -111,14 +119,20 @@ class BodyValidator:
         if len(self.vals) == frame.height:
             if frame.unreachable:
                 return UNKNOWN
-            raise self.error("type mismatch (operand stack is empty)")
+            raise self.error("type mismatch (expected a value, got an empty operand stack)")
         return self.vals.pop()
 
     def pop(self, expected: ValType | None) -> ValType | None:
-        actual = self.pop_any()
-        if actual is UNKNOWN or expected is UNKNOWN:
-            return actual
-        if actual != expected:
+        vals = self.vals
+        frame = self.ctrls[-1]
+        if len(vals) == frame.height:
+            if frame.unreachable:
+                return UNKNOWN
+            raise self.error(
+                f"type mismatch (expected {type_name(expected)}, got an empty operand stack)"
+            )
+        actual = vals.pop()
+        if actual != expected and actual is not UNKNOWN and expected is not UNKNOWN:
             raise self.error(
                 f"type mismatch (expected {type_name(expected)}, got {type_name(actual)})"
             )
@@ -155,49 +169,49 @@ class BodyValidator:
         frame.unreachable = True
 
     def label(self, depth: int) -> ControlFrame:
-        if depth >= len(self.ctrls):
+        if not 0 <= depth < len(self.ctrls):
             raise self.error(f"unknown label {depth}")
         return self.ctrls[-1 - depth]
 
     # -- index lookups ---------------------------------------------------------
 
     def local_type(self, index: int) -> ValType:
-        if index >= len(self.locals):
+        if not 0 <= index < len(self.locals):
             raise self.error(f"unknown local {index}")
         return self.locals[index]
 
     def global_type(self, index: int) -> tuple[ValType, bool]:
-        if index >= len(self.context.globals):
+        if not 0 <= index < len(self.context.globals):
             raise self.error(f"unknown global {index}")
         return self.context.globals[index]
 
     def table_type(self, index: int) -> ValType:
-        if index >= len(self.context.tables):
+        if not 0 <= index < len(self.context.tables):
             raise self.error(f"unknown table {index}")
         return self.context.tables[index]
 
     def require_memory(self, index: int = 0) -> None:
-        if index >= self.context.memories:
+        if not 0 <= index < self.context.memories:
             raise self.error(f"unknown memory {index}")
 
     def elem_type(self, index: int) -> ValType:
-        if index >= len(self.context.elems):
+        if not 0 <= index < len(self.context.elems):
             raise self.error(f"unknown elem segment {index}")
         return self.context.elems[index]
 
     def require_data(self, index: int) -> None:
         if self.context.data_count is None:
             raise self.error("data count section required")
-        if index >= self.context.data_count:
+        if not 0 <= index < self.context.data_count:
             raise self.error(f"unknown data segment {index}")
 
     def type_at(self, index: int) -> FuncType:
-        if not isinstance(index, int) or index >= len(self.context.types):
+        if not isinstance(index, int) or not 0 <= index < len(self.context.types):
             raise self.error(f"unknown type {index}")
         return self.context.types[index]
 
     def function_type(self, index: int) -> FuncType:
-        if index >= len(self.context.func_types):
+        if not 0 <= index < len(self.context.func_types):
             raise self.error(f"unknown function {index}")
         return self.context.func_types[index]
 
@@ -212,32 +226,63 @@ class BodyValidator:
     # -- the body ------------------------------------------------------------
 
     def validate(self, body: list[Instr]) -> FunctionFacts:
+        """Validate `body` and return its block map and maximum stack height.
+
+        Raises ValidationError for an invalid body, or UnsupportedFeature for
+        an instruction of a proposal wasmtee does not implement.
+        """
         self.ctrls.append(ControlFrame(op.BLOCK, (), self.func_type.results, 0, False, -1))
+        vals = self.vals
+        ctrls = self.ctrls
         handlers = HANDLERS
         simple = SIMPLE
         for index, instr in enumerate(body):
-            if not self.ctrls:
-                self.offset = instr.offset
-                raise self.error("type mismatch (instructions after the function's end)")
-            self.offset = instr.offset
             code = instr.op
+            self.code = code
+            self.offset = instr.offset
+            if not ctrls:
+                raise self.error("type mismatch (instructions after the function's end)")
             signature = simple.get(code)
             if signature is not None:
-                params, results = signature
-                for val_type in reversed(params):
-                    self.pop(val_type)
-                for val_type in results:
-                    self.push(val_type)
+                # Fast path for fixed signatures: compare the top of the stack at once.
+                params, results, max_align = signature
+                if max_align >= 0:
+                    self.check_memarg(instr.imm, max_align)
+                count = len(params)
+                if count and len(vals) - count >= ctrls[-1].height and vals[-count:] == params:
+                    del vals[-count:]
+                else:
+                    for val_type in reversed(params):
+                        self.pop(val_type)
+                vals.extend(results)
+                if len(vals) > self.max_stack:
+                    self.max_stack = len(vals)
+                continue
+            if code == LOCAL_GET:
+                local = instr.imm
+                if not 0 <= local < len(self.locals):
+                    raise self.error(f"unknown local {local}")
+                vals.append(self.locals[local])
+                if len(vals) > self.max_stack:
+                    self.max_stack = len(vals)
                 continue
             handler = handlers.get(code)
             if handler is None:
-                info = op.OPS.get(code)
-                raise self.error(f"unsupported instruction {op.op_name(code)}" if info is None
-                                 else f"unhandled instruction {info.name}")
-            handler(self, instr, index)
-        if self.ctrls:
+                raise self.unknown_instruction(code)
+            try:
+                handler(self, instr, index)
+            except (TypeError, ValueError, IndexError, AttributeError, KeyError):
+                # Only a hand-built Module can carry an immediate of the wrong shape.
+                raise self.error(f"malformed immediate {instr.imm!r}") from None
+        if ctrls:
             raise self.error("type mismatch (function body does not end with end)")
         return FunctionFacts(self.blocks, self.max_stack)
+
+    def unknown_instruction(self, code: int) -> ValidationError:
+        feature = op.UNSUPPORTED_PREFIXES.get(code >> 8) if isinstance(code, int) else None
+        if feature is not None:
+            return UnsupportedFeature(feature, f"opcode 0x{code:x}", self.offset)
+        return self.error(f"illegal opcode {code!r}")
 
     # -- control instructions ----------------------------------------------------
 
@@ -416,20 +461,18 @@ class BodyValidator:
 
     # -- memory --------------------------------------------------------------------
 
-    def on_memory_access(self, instr: Instr, index: int) -> None:
-        info = op.OPS[instr.op]
-        self.require_memory(0)
-        align, offset = instr.imm
-        if (1 << align) > info.mem_bytes:
+    def check_memarg(self, memarg: tuple[int, int], max_align: int) -> None:
+        """Check a load's or store's memory, alignment and offset (spec 3.3.7)."""
+        if not self.context.memories:
+            raise self.error("unknown memory 0")
+        align, offset = memarg
+        if not 0 <= align <= max_align:
             raise self.error(
-                f"alignment must not be larger than natural (2**{align} > {info.mem_bytes} bytes)"
+                f"alignment must not be larger than natural "
+                f"(2**{align} > {1 << max_align} bytes)"
             )
-        if offset >= 1 << 32:
+        if not 0 <= offset < 1 << 32:
             raise self.error(f"offset out of range ({offset})")
-        for val_type in reversed(info.params):  # type: ignore[arg-type]
-            self.pop(val_type)
-        for val_type in info.results:  # type: ignore[union-attr]
-            self.push(val_type)
 
     def on_memory(self, instr: Instr, index: int) -> None:
         info = op.OPS[instr.op]
@@ -469,12 +512,17 @@ class BodyValidator:
         self.push(FUNCREF)
 
 
-# Instructions whose typing is a fixed signature from the opcode table.
-SIMPLE: dict[int, tuple[tuple[ValType, ...], tuple[ValType, ...]]] = {
-    info.code: (info.params, info.results)  # type: ignore[misc]
+# Instructions whose typing is a fixed signature from the opcode table:
+# opcode to (params, results, maximum alignment exponent or -1 without a memarg).
+SIMPLE: dict[int, tuple[list[ValType], tuple[ValType, ...], int]] = {
+    info.code: (
+        list(info.params),  # type: ignore[arg-type]
+        info.results,  # type: ignore[misc]
+        info.natural_align if info.family in (op.Family.LOAD, op.Family.STORE) else -1,
+    )
     for info in op.OPS.values()
     if info.family in (op.Family.CONST, op.Family.TEST, op.Family.COMPARE, op.Family.UNARY,
-                       op.Family.BINARY, op.Family.CONVERT)
+                       op.Family.BINARY, op.Family.CONVERT, op.Family.LOAD, op.Family.STORE)
 }
 
 HANDLERS = {
@@ -506,7 +554,5 @@ HANDLERS = {
 for _info in op.OPS.values():
     if _info.family is op.Family.TABLE:
         HANDLERS[_info.code] = BodyValidator.on_table
-    elif _info.family in (op.Family.LOAD, op.Family.STORE):
-        HANDLERS[_info.code] = BodyValidator.on_memory_access
     elif _info.family is op.Family.MEMORY:
         HANDLERS[_info.code] = BodyValidator.on_memory

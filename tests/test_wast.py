@@ -156,6 +156,15 @@ def test_malformed_script_counts_one_failure(tmp_path):
     assert summary.failed == 1
 
 
+def test_unreadable_script_counts_one_failure(tmp_path):
+    missing = run_script_file(tmp_path / "missing.wast")
+    assert missing.failed == 1
+    assert "cannot read" in missing.failures[0].reason
+    binary = tmp_path / "binary.wast"
+    binary.write_bytes(b"\xff(module)")
+    assert run_script_file(binary).failed == 1
+
+
 def test_accepted_malformed_module_fails(tmp_path):
     summary = run_text(tmp_path, '(assert_malformed (module quote "(func)") "x")\n')
     assert summary.failed == 1

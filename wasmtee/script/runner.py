@@ -439,6 +439,10 @@ def run_script_file(path: str | Path, tier: str = "python",
         summary = Summary(failed=1)
         summary.failures.append(Failure(str(path), 0, f"malformed UTF-8 encoding: {exc}"))
         return summary
+    except OSError as exc:
+        summary = Summary(failed=1)
+        summary.failures.append(Failure(str(path), 0, f"cannot read the script: {exc.strerror}"))
+        return summary
     backend = Backend(tier)
     try:
         summary = run_script_text(text, str(path), backend, timeout)

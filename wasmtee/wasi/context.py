@@ -16,7 +16,7 @@ from wasmtee.wasi.streams import SocketNode, StreamNode
 
 logger = logging.getLogger(__name__)
 
-MAX_FDS = 4096  # open descriptors per instance, like a default RLIMIT_NOFILE
+MAX_FDS = 4096  # open descriptors per instance, so one guest cannot use up the host process's fds
 
 
 @dataclass

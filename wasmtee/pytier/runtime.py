@@ -102,7 +102,10 @@ def _resolve(elements: list[Any], index: int, expected: Any) -> Any:
         raise Trap(TrapCode.UNDEFINED_ELEMENT, f"index {index}, table size {len(elements)}")
     func = elements[index]
     if func is None:
-        raise Trap(TrapCode.UNINITIALIZED_ELEMENT, f"index {index}")
+        trap = Trap(TrapCode.UNINITIALIZED_ELEMENT, str(index))
+        # The spec text names the index without brackets: "uninitialized element 2".
+        trap.args = (f"{TrapCode.UNINITIALIZED_ELEMENT.message} {index}",)
+        raise trap
     func_type = func.type
     if func_type is not expected and func_type != expected:
         raise Trap(

@@ -612,10 +612,10 @@ class FunctionTranslator:
         name = info.name
         if name == "table.get":
             index = self.pop()
-            self.push(self.assign(f"_table_get(TB{instr.imm}, {index.expr})"))
+            self.push(self.assign(f"TB{instr.imm}.get({index.expr})"))
         elif name == "table.set":
             value, index = self.pop(), self.pop()
-            self.emit(f"_table_set(TB{instr.imm}, {index.expr}, {value.expr})")
+            self.emit(f"TB{instr.imm}.set({index.expr}, {value.expr})")
         elif name == "table.size":
             self.push(self.assign(f"len(TB{instr.imm}.elements)"))
         elif name == "table.grow":

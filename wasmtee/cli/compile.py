@@ -26,6 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="LLVM optimisation level (default: 2)",
     )
     parser.add_argument(
+        "--target-cpu", metavar="CPU",
+        help=(
+            "LLVM CPU name to compile for (default: this host's CPU and all its features). "
+            "A portable level such as x86-64-v2 makes an artifact that loads on other hosts"
+        ),
+    )
+    parser.add_argument(
         "--consume-fuel", action="store_true",
         help="compile in fuel checks, as needed to run the artifact with --fuel",
     )
@@ -71,6 +78,7 @@ def run_compile(args: argparse.Namespace) -> int:
         consume_fuel=args.consume_fuel,
         interruptible=args.interruptible,
         progress=progress,
+        cpu=args.target_cpu,
     )
     try:
         output.write_bytes(artifact)

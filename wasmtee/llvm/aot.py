@@ -100,8 +100,29 @@ def host_identity() -> tuple[str, str, str]:
     return llvm.get_default_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
 
 
-def write_artifact(wasm: bytes, objects: list[bytes], options: lower.Options, opt_level: int) -> bytes:
-    triple, cpu_name, features = host_identity()
+# Features that the portable x86-64 micro-architecture levels guarantee, so an
+# artifact built for one of them loads on any host that has these features.
+PORTABLE_CPU_FEATURES = {
+    "generic": "",
+    "x86-64": "",
+    "x86-64-v2": "+cx16,+popcnt,+sse3,+sse4.1,+sse4.2,+ssse3",
+    "x86-64-v3": "+avx,+avx2,+bmi,+bmi2,+cx16,+f16c,+fma,+lzcnt,+movbe,+popcnt,+sse3,+sse4.1,+sse4.2,+ssse3",
+    "x86-64-v4": "+avx,+avx2,+avx512bw,+avx512cd,+avx512dq,+avx512f,+avx512vl,+bmi,+bmi2,+cx16,+f16c,"
+                 "+fma,+lzcnt,+movbe,+popcnt,+sse3,+sse4.1,+sse4.2,+ssse3",
+}
+
+
+def target_identity(cpu: str | None) -> tuple[str, str, str]:
+    """Return (triple, CPU name, CPU features) for code compiled for `cpu` (None: this host)."""
+    triple, host_cpu, host_features = host_identity()
+    if cpu is None or cpu == host_cpu:
+        return triple, host_cpu, host_features
+    return triple, cpu, PORTABLE_CPU_FEATURES.get(cpu, "")
+
+
+def write_artifact(wasm: bytes, objects: list[bytes], options: lower.Options, opt_level: int,
+                   cpu: str | None = None) -> bytes:
+    triple, cpu_name, features = target_identity(cpu)
     header = ArtifactHeader(
         format_version=FORMAT_VERSION,
         wasmtee_version=wasmtee_version(),
@@ -173,6 +194,12 @@ def check_compatible(header: ArtifactHeader) -> None:
         )
     if header.target_triple != triple:
         raise CompileError(f"AOT artifact targets {header.target_triple}, this host is {triple}")
+    if header.cpu_name != cpu_name and header.cpu_name not in PORTABLE_CPU_FEATURES:
+        # The features of a named CPU other than this host's are unknown here.
+        raise CompileError(
+            f"AOT artifact targets CPU {header.cpu_name}, this host is {cpu_name}: "
+            "recompile it here, or with --target-cpu x86-64-v2 (or another portable level)"
+        )
     missing = set(header.cpu_features.split(",")) - set(features.split(","))
     enabled_missing = sorted(f for f in missing if f.startswith("+"))
     if enabled_missing:
@@ -220,8 +247,13 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def compile_artifact(wasm: bytes, opt_level: int = 2, consume_fuel: bool = False,
-                     interruptible: bool = False, progress: ProgressCallback | None = None) -> bytes:
-    """Decode, validate and compile a module, returning the artifact's bytes."""
+                     interruptible: bool = False, progress: ProgressCallback | None = None,
+                     cpu: str | None = None) -> bytes:
+    """Decode, validate and compile a module, returning the artifact's bytes.
+
+    `cpu` is an LLVM CPU name (None: this host's CPU with all its features).
+    Raises DecodeError, ValidationError or CompileError.
+    """
     from wasmtee.binary import decode_module
     from wasmtee.llvm.jit import compile_objects
     from wasmtee.valid import validate_module
@@ -229,8 +261,39 @@ def compile_artifact(wasm: bytes, opt_level: int = 2, consume_fuel: bool = False
     module = decode_module(wasm)
     info = validate_module(module)
     options = lower.Options(consume_fuel=consume_fuel, interruptible=interruptible)
-    objects = compile_objects(module, list(info.func_types), options, opt_level, progress=progress)
-    return write_artifact(wasm, objects, options, opt_level)
+    objects = compile_objects(module, list(info.func_types), options, opt_level, cpu=cpu, progress=progress)
+    return write_artifact(wasm, objects, options, opt_level, cpu=cpu)
+
+
+def load_module(engine: Any, data: bytes) -> Any:
+    """Turn a .cwasm artifact into a `wasmtee.api.module.Module` without recompiling.
+
+    The engine must use the llvm tier (or "auto" resolving to it), and its
+    fuel and interruption settings must match the artifact's. Raises
+    CompileError for a file that is not an artifact, was tampered with, or
+    was made for another wasmtee version, target or CPU.
+    """
+    from wasmtee.api.module import Module
+    from wasmtee.binary import decode_module
+    from wasmtee.llvm.jit import options_from_config, preloaded_objects
+
+    header, wasm, objects = read_artifact(data)
+    tier = engine.tier
+    if tier.name != "llvm":
+        raise CompileError(f"AOT artifacts need the llvm tier, this engine uses the {tier.name} tier")
+    options = options_from_config(engine.config)
+    for flag, wanted, present in (
+        ("--consume-fuel", options.consume_fuel, header.consume_fuel),
+        ("--interruptible", options.interruptible, header.interruptible),
+    ):
+        if wanted != present:
+            action = "with" if wanted else "without"
+            raise CompileError(f"AOT artifact does not match the engine: recompile it {action} {flag}")
+    model = decode_module(wasm)
+    with preloaded_objects(model, objects):
+        module = Module.from_model(engine, model)
+    log.info("loaded AOT artifact: %s", describe(header))
+    return module
 
 
 def describe(header: Any) -> str:

@@ -14,16 +14,17 @@ returned, so no Python frame is ever unwound by longjmp.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import hashlib
 import logging
+import os
 import resource
 import threading
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from wasmtee.errors import CompileError, InternalError, Trap, TrapCode, WasmteeError
-from wasmtee.llvm import lower
+from wasmtee.llvm import aot, lower
 from wasmtee.model import ExternKind, FuncType, Module, ValType
 from wasmtee.values import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
 
@@ -550,15 +551,68 @@ class LlvmTier:
     automatic = True
 
     def compile(self, module: Module, info: Any, config: Any) -> CompiledModule:
+        """Compile `module`, or load its machine code from the JIT cache.
+
+        The cache is keyed by the module's binary encoding, the wasmtee
+        version, the host CPU and the options (see `aot.cache_path`). Set
+        WASMTEE_JIT_CACHE=0 in the environment to bypass it.
+        """
         func_types = list(info.func_types)
         options = options_from_config(config)
+        opt_level = int(getattr(config, "llvm_opt_level", DEFAULT_OPT_LEVEL))
         try:
-            objects = compile_objects(module, func_types, options)
+            objects = _PRELOADED.get(id(module))
+            wasm = None
+            if objects is None and jit_cache_enabled(config):
+                wasm = cache_key_bytes(module)
+            if wasm is not None:
+                objects = aot.load_cached(wasm, options, opt_level)
+            if objects is None:
+                objects = compile_objects(module, func_types, options, opt_level, progress=log_progress)
+                if wasm is not None:
+                    aot.store_cached(wasm, objects, options, opt_level)
             return CompiledModule(module, func_types, options, objects)
         except WasmteeError:
             raise
         except Exception as exc:
             raise CompileError(f"LLVM compilation failed: {exc}") from exc
+
+
+DEFAULT_OPT_LEVEL = 2
+
+# Object files that `aot.load_module` hands to the next compile of a model, by id(model).
+_PRELOADED: dict[int, list[bytes]] = {}
+
+
+@contextlib.contextmanager
+def preloaded_objects(module: Module, objects: list[bytes]) -> Iterator[None]:
+    """Make `LlvmTier.compile` use `objects` for `module` instead of compiling it."""
+    _PRELOADED[id(module)] = objects
+    try:
+        yield
+    finally:
+        _PRELOADED.pop(id(module), None)
+
+
+def jit_cache_enabled(config: Any) -> bool:
+    if os.environ.get("WASMTEE_JIT_CACHE", "1").strip().lower() in ("0", "no", "off", "false"):
+        return False
+    return bool(getattr(config, "cache", True))
+
+
+def cache_key_bytes(module: Module) -> bytes | None:
+    """Return the module's binary encoding, which keys the JIT cache, or None if it cannot be encoded."""
+    from wasmtee.binary import encode_module
+
+    try:
+        return encode_module(module)
+    except (WasmteeError, ValueError, TypeError, KeyError) as exc:
+        log.info("not using the JIT cache: the module cannot be encoded (%s)", exc)
+        return None
+
+
+def log_progress(done: int, total: int) -> None:
+    log.info("compiled chunk %d of %d (%d functions per chunk)", done, total, CHUNK_SIZE)
 
 
 def module_tables(module: Module) -> list[Any]:

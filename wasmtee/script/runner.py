@@ -443,10 +443,13 @@ def run_script_file(path: str | Path, tier: str = "python",
         summary = Summary(failed=1)
         summary.failures.append(Failure(str(path), 0, f"cannot read the script: {exc.strerror}"))
         return summary
+    start = time.perf_counter()
     backend = Backend(tier)
     try:
         summary = run_script_text(text, str(path), backend, timeout)
     finally:
         backend.close()
+    # Count parsing and store set-up too, not only the commands.
+    summary.seconds = time.perf_counter() - start
     log.info("%s: %s in %.2fs", path, summary.line(), summary.seconds)
     return summary

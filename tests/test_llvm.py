@@ -15,6 +15,12 @@ from wasmtee.errors import CompileError  # noqa: E402
 I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path, monkeypatch) -> None:
+    """Keep the JIT cache and the artifact key of each test in its own directory."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 def instantiate(wat: str, imports: list | None = None, **config: object):
     engine = Engine(Config(tier="llvm", **config))
     store = Store(engine)
@@ -301,6 +307,170 @@ def test_aot_artifact_tampering_is_rejected(tmp_path, monkeypatch) -> None:
         aot.read_artifact(bytes(artifact))
     with pytest.raises(CompileError, match="magic"):
         aot.read_artifact(b"\0asm" + bytes(artifact[4:]))
+
+
+STORES = """
+(module
+  (memory (export "memory") 1 2)
+  (data $d "abcd")
+  (func (export "store8") (param i32) local.get 0 i32.const 1 i32.store8)
+  (func (export "store16") (param i32) local.get 0 i32.const 1 i32.store16)
+  (func (export "store32") (param i32) local.get 0 i32.const 1 i32.store)
+  (func (export "store64") (param i32) local.get 0 i64.const 1 i64.store)
+  (func (export "storef32") (param i32) local.get 0 f32.const 1 f32.store)
+  (func (export "storef64") (param i32) local.get 0 f64.const 1 f64.store)
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+  (func (export "init") (param i32 i32 i32) local.get 0 local.get 1 local.get 2 memory.init $d))
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "width"),
+    [("store8", 1), ("store16", 2), ("store32", 4), ("store64", 8), ("storef32", 4), ("storef64", 8)],
+)
+def test_stores_trap_at_every_edge(name: str, width: int) -> None:
+    store, exports = instantiate(STORES)
+    memory = exports["memory"]
+    size = 65536
+    exports[name](store, 0)
+    exports[name](store, size - width)
+    for address in (size - width + 1, size, 2**31, 2**32 - width, 2**32 - 1):
+        with pytest.raises(Trap) as info:
+            exports[name](store, address - 2**32 if address >= 2**31 else address)
+        assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    assert exports["grow"](store, 1) == 1
+    exports[name](store, 2 * size - width)
+    tail = memory.read(store, 2 * size - width, 2 * size)
+    with pytest.raises(Trap) as info:
+        exports[name](store, 2 * size - width + 1)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    # A trapping store writes nothing, not even the bytes that are inside the memory.
+    assert memory.read(store, 2 * size - width, 2 * size) == tail
+
+
+def test_memory_init_bounds() -> None:
+    store, exports = instantiate(STORES)
+    memory = exports["memory"]
+    exports["init"](store, 65532, 0, 4)
+    assert memory.read(store, 65532, 65536) == b"abcd"
+    for args in ((65533, 0, 4), (0, 1, 4), (-1, 0, 1)):
+        with pytest.raises(Trap) as info:
+            exports["init"](store, *args)
+        assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+
+
+INDIRECT = """
+(module
+  (type $unary (func (param i32) (result i32)))
+  (import "host" "triple" (func $triple (type $unary)))
+  (table $t (export "table") 4 10 funcref)
+  (elem (i32.const 0) $inc $double $triple)
+  (func $inc (param i32) (result i32) local.get 0 i32.const 1 i32.add)
+  (func $double (param i32) (result i32) local.get 0 i32.const 2 i32.mul)
+  (func (export "call") (param i32 i32) (result i32)
+    local.get 1 local.get 0 call_indirect (type $unary))
+  (func (export "swap") i32.const 0 i32.const 1 table.get $t table.set $t)
+  (func (export "grow") (result i32) ref.func $inc i32.const 2 table.grow $t)
+  (func $down (export "down") (param i32) (result i32)
+    local.get 0 i32.eqz
+    if (result i32) i32.const 0
+    else local.get 0 i32.const 1 i32.sub i32.const 3 call_indirect (type $unary) i32.const 1 i32.add
+    end)
+  (elem (i32.const 3) $down))
+"""
+
+
+def instantiate_indirect():
+    engine = Engine(Config(tier="llvm"))
+    store = Store(engine)
+    triple = Func(store, FuncType((I32,), (I32,)), lambda x: x * 3)
+    exports = Instance(store, Module(engine, INDIRECT), [triple]).exports(store)
+    return store, exports, triple
+
+
+def test_indirect_calls_follow_table_writes() -> None:
+    store, exports, triple = instantiate_indirect()
+    call_ = exports["call"]
+    assert call_(store, 0, 5) == 6
+    assert call_(store, 1, 5) == 10
+    assert call_(store, 2, 5) == 15  # a host function: the runtime path
+    exports["swap"](store)  # table[0] = table[1]
+    assert call_(store, 0, 5) == 10
+    assert exports["grow"](store) == 4
+    assert call_(store, 5, 5) == 6
+    with pytest.raises(Trap) as info:
+        call_(store, 6, 5)
+    assert info.value.code is TrapCode.UNDEFINED_ELEMENT
+    table = exports["table"]
+    table.set(store, 1, triple)
+    assert call_(store, 1, 5) == 15
+    table.set(store, 1, None)
+    with pytest.raises(Trap) as info:
+        call_(store, 1, 5)
+    assert info.value.code is TrapCode.UNINITIALIZED_ELEMENT
+
+
+def test_deep_indirect_recursion_stays_native() -> None:
+    store, exports, _ = instantiate_indirect()
+    # 5000 nested call_indirect frames would overflow Python's recursion limit
+    # if each went through the runtime callback.
+    assert exports["down"](store, 5000) == 5000
+    with pytest.raises(Trap) as info:
+        exports["down"](store, 10**8)
+    assert info.value.code is TrapCode.STACK_EXHAUSTED
+
+
+def test_jit_cache_skips_recompilation(monkeypatch) -> None:
+    from wasmtee.llvm import jit
+
+    assert call(FIB, "fib", 10) == 55
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the module was compiled again")
+
+    monkeypatch.setattr(jit, "compile_objects", fail)
+    assert call(FIB, "fib", 12) == 144
+    monkeypatch.setenv("WASMTEE_JIT_CACHE", "0")
+    with pytest.raises(CompileError, match="compiled again"):
+        call(FIB, "fib", 12)
+
+
+def test_artifact_loads_without_compiling(monkeypatch) -> None:
+    from wasmtee.llvm import aot, jit
+
+    artifact = aot.compile_artifact(fib_wasm())
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the artifact was compiled again")
+
+    monkeypatch.setattr(jit, "compile_objects", fail)
+    engine = Engine(Config(tier="llvm"))
+    module = aot.load_module(engine, artifact)
+    store = Store(engine)
+    exports = Instance(store, module, []).exports(store)
+    assert exports["fib"](store, 15) == 610
+
+
+def test_artifact_option_mismatch_is_rejected() -> None:
+    from wasmtee.llvm import aot
+
+    artifact = aot.compile_artifact(fib_wasm())
+    with pytest.raises(CompileError, match="--consume-fuel"):
+        aot.load_module(Engine(Config(tier="llvm", consume_fuel=True)), artifact)
+    with pytest.raises(CompileError, match="llvm tier"):
+        aot.load_module(Engine(Config(tier="python")), artifact)
+
+
+def test_artifact_for_foreign_cpu_is_rejected() -> None:
+    from wasmtee.llvm import aot
+
+    host_cpu = aot.host_identity()[1]
+    other = "znver4" if host_cpu != "znver4" else "skylake"
+    artifact = aot.compile_artifact(fib_wasm(), opt_level=0, cpu=other)
+    with pytest.raises(CompileError, match=f"targets CPU {other}"):
+        aot.read_artifact(artifact)
+    portable = aot.compile_artifact(fib_wasm(), opt_level=0, cpu="x86-64")
+    assert aot.read_artifact(portable)[0].cpu_name == "x86-64"
 
 
 def fib_wasm() -> bytes:

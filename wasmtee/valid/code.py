@@ -236,44 +236,45 @@ class BodyValidator:
         ctrls = self.ctrls
         handlers = HANDLERS
         simple = SIMPLE
-        for index, instr in enumerate(body):
-            code = instr.op
-            self.code = code
-            self.offset = instr.offset
-            if not ctrls:
-                raise self.error("type mismatch (instructions after the function's end)")
-            signature = simple.get(code)
-            if signature is not None:
-                # Fast path for fixed signatures: compare the top of the stack at once.
-                params, results, max_align = signature
-                if max_align >= 0:
-                    self.check_memarg(instr.imm, max_align)
-                count = len(params)
-                if count and len(vals) - count >= ctrls[-1].height and vals[-count:] == params:
-                    del vals[-count:]
-                else:
-                    for val_type in reversed(params):
-                        self.pop(val_type)
-                vals.extend(results)
-                if len(vals) > self.max_stack:
-                    self.max_stack = len(vals)
-                continue
-            if code == LOCAL_GET:
-                local = instr.imm
-                if not 0 <= local < len(self.locals):
-                    raise self.error(f"unknown local {local}")
-                vals.append(self.locals[local])
-                if len(vals) > self.max_stack:
-                    self.max_stack = len(vals)
-                continue
-            handler = handlers.get(code)
-            if handler is None:
-                raise self.unknown_instruction(code)
-            try:
+        instr: object = None
+        try:
+            for index, instr in enumerate(body):
+                code = instr.op
+                self.code = code
+                self.offset = instr.offset
+                if not ctrls:
+                    raise self.error("type mismatch (instructions after the function's end)")
+                signature = simple.get(code)
+                if signature is not None:
+                    # Fast path for fixed signatures: compare the top of the stack at once.
+                    params, results, max_align = signature
+                    if max_align >= 0:
+                        self.check_memarg(instr.imm, max_align)
+                    count = len(params)
+                    if count and len(vals) - count >= ctrls[-1].height and vals[-count:] == params:
+                        del vals[-count:]
+                    else:
+                        for val_type in reversed(params):
+                            self.pop(val_type)
+                    vals.extend(results)
+                    if len(vals) > self.max_stack:
+                        self.max_stack = len(vals)
+                    continue
+                if code == LOCAL_GET:
+                    local = instr.imm
+                    if not 0 <= local < len(self.locals):
+                        raise self.error(f"unknown local {local}")
+                    vals.append(self.locals[local])
+                    if len(vals) > self.max_stack:
+                        self.max_stack = len(vals)
+                    continue
+                handler = handlers.get(code)
+                if handler is None:
+                    raise self.unknown_instruction(code)
                 handler(self, instr, index)
-            except (TypeError, ValueError, IndexError, AttributeError, KeyError):
-                # Only a hand-built Module can carry an immediate of the wrong shape.
-                raise self.error(f"malformed immediate {instr.imm!r}") from None
+        except (TypeError, ValueError, IndexError, AttributeError, KeyError):
+            # Only a hand-built Module can carry an immediate of the wrong shape.
+            raise self.error(f"malformed instruction {instr!r}") from None
         if ctrls:
             raise self.error("type mismatch (function body does not end with end)")
         return FunctionFacts(self.blocks, self.max_stack)

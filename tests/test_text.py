@@ -187,6 +187,7 @@ def test_inline_imports_and_exports():
         ("m", "f", ExternKind.FUNC), ("m", "mem", ExternKind.MEMORY),
         ("m", "g", ExternKind.GLOBAL)]
     assert module.imports[1].desc.limits.max == 2
+    assert module.names.func_names == {0: "imp"}
     assert module.imports[2].desc.mutable is True
     exports = [(e.name, e.kind, e.index) for e in module.exports]
     assert exports == [("mem", ExternKind.MEMORY, 0), ("t1", ExternKind.TABLE, 0),

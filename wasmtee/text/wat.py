@@ -461,8 +461,10 @@ class ModuleParser:
         desc = items[3]
         assert isinstance(desc, SList)
         kind = _KIND_KEYWORDS[desc.head()]  # type: ignore[index]
-        _, pos = self.optional_id(desc.items, 1)
-        self.add_import(module, name, kind, desc, pos)
+        func_id, pos = self.optional_id(desc.items, 1)
+        index = self.add_import(module, name, kind, desc, pos)
+        if kind is ExternKind.FUNC and func_id is not None:
+            self.module.names.func_names[index] = func_id.value.decode("utf-8")  # type: ignore[union-attr]
         self.expect_end(items, 4)
 
     def add_import(self, module: str, name: str, kind: ExternKind, field: SList,

@@ -32,5 +32,5 @@ SPEC_FILES = _spec_files()
 @pytest.mark.parametrize("name", SPEC_FILES or ["none"])
 def test_spec_script(name):
     summary = run_script_file(SUITE / name, tier="python")
-    shown = "\n".join(str(failure) for failure in summary.failures[:20])
-    assert summary.failed == 0, f"{summary.line()}\n{shown}"
+    failures = "\n".join(str(failure) for failure in summary.failures[:20])
+    assert summary.failed == 0, f"{summary.line()}\n{failures}"

@@ -26,8 +26,8 @@ def test_project_scripts_exist():
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
 def test_project_script_passes(script):
     summary = run_script_file(script, tier="python")
-    shown = "\n".join(str(failure) for failure in summary.failures)
-    assert summary.failed == 0, shown
+    failures = "\n".join(str(failure) for failure in summary.failures)
+    assert summary.failed == 0, failures
     assert summary.skipped == 0, dict(summary.skip_reasons)
     assert summary.passed >= 8
 

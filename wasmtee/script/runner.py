@@ -232,8 +232,8 @@ class ScriptRunner:
              ) -> tuple[Module, object]:
         """Parse or decode, then validate a script module that is to be instantiated.
 
-        `may_modify` tells whether its instantiation could write to imports;
-        an unlinkable module fails before it writes anything.
+        `may_modify` is False when its instantiation cannot write to imports,
+        as for an unlinkable module, which fails before it writes anything.
         """
         if script_module.kind == "binary":
             module = self.backend.decode(script_module.data)
@@ -342,8 +342,8 @@ class ScriptRunner:
             if command.kind == "assert_exhaustion" and exc.code is not TrapCode.STACK_EXHAUSTED:
                 raise _Outcome(f"expected stack exhaustion, got trap \"{exc}\"") from None
             return
-        shown = ", ".join(describe_raw(t, r) for r, t in zip(results, types))
-        raise _Outcome(f"expected trap \"{command.message}\", got results [{shown}]")
+        described = ", ".join(describe_raw(t, r) for r, t in zip(results, types))
+        raise _Outcome(f"expected trap \"{command.message}\", got results [{described}]")
 
     def check_message(self, command: Command, actual: str) -> None:
         if not actual.startswith(command.message):

@@ -1,11 +1,10 @@
 """The `spectest` host module that the spec test suite imports.
 
-Its contents match the spec reference interpreter (interpreter/host/spectest.ml):
-print functions that take the listed parameters and return nothing, the
-globals global_i32 and global_i64 (666), global_f32 and global_f64 (666.6),
-a funcref table of 10 elements with maximum 20, and a memory of 1 page with
-maximum 2. The print functions log their arguments at debug level.
-"""
+Its contents match the spec reference interpreter (interpreter/host/spectest.ml).
+The print functions take the listed parameters, return nothing and log their
+arguments at debug level. The globals are global_i32 and global_i64 (666) and
+global_f32 and global_f64 (666.6). The table holds 10 funcref elements with
+maximum 20, and the memory has 1 page with maximum 2."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The `spectest` host module that the spec test suite imports.
 
-Its contents match the spec reference interpreter (interpreter/host/spectest.ml).
+Its contents match the spectest module of the WebAssembly spec reference
+interpreter.
 The print functions take the listed parameters, return nothing and log their
 arguments at debug level. The globals are global_i32 and global_i64 (666) and
 global_f32 and global_f64 (666.6). The table holds 10 funcref elements with

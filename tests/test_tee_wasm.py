@@ -14,7 +14,7 @@ from wasmtee.tee.measure import EnclaveConfig
 from wasmtee.tee.sim import SimPlatform
 from wasmtee.tee.verify import Policy, verify_evidence
 
-CONFIG = EnclaveConfig(tier="llvm")
+TIERS = ["python", "llvm"]
 
 GUEST_WAT = """
 (module
@@ -62,9 +62,10 @@ def state_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("sim")
 
 
-@pytest.fixture(scope="module")
-def enclave(state_dir):
-    with Enclave(state_dir=state_dir, config=CONFIG, timeout=60) as running:
+@pytest.fixture(scope="module", params=TIERS)
+def enclave(state_dir, request):
+    config = EnclaveConfig(tier=request.param)
+    with Enclave(state_dir=state_dir, config=config, timeout=60) as running:
         yield running
 
 
@@ -182,13 +183,15 @@ COUNTER_WAT = r"""
 """
 
 
-def test_wasi_program_keeps_protected_state(tmp_path, state_dir):
+@pytest.mark.parametrize("tier", TIERS)
+def test_wasi_program_keeps_protected_state(tmp_path, tier):
     import shutil
 
+    # A fresh platform: its monotonic counters must match this host directory.
     host_dir = tmp_path / "host"
     host_dir.mkdir()
-    with Enclave(state_dir=state_dir, storage_dir=host_dir, config=CONFIG,
-                 timeout=60) as running:
+    with Enclave(state_dir=tmp_path / "sim", storage_dir=host_dir,
+                 config=EnclaveConfig(tier=tier), timeout=60) as running:
         module = running.load_module(wasmtime.wat2wasm(COUNTER_WAT))
         first = running.run_wasi(module, ["counter"], protected_dir="/data")
         assert first.stderr == b""
@@ -205,6 +208,10 @@ def test_wasi_program_keeps_protected_state(tmp_path, state_dir):
         shutil.rmtree(host_dir)
         shutil.copytree(snapshot, host_dir)
         with pytest.raises(RollbackError):
+            running.run_wasi(module, ["counter"], protected_dir="/data")
+        shutil.rmtree(host_dir)
+        host_dir.mkdir()
+        with pytest.raises(EnclaveCallError, match="index was deleted"):
             running.run_wasi(module, ["counter"], protected_dir="/data")
 
 

@@ -308,6 +308,18 @@ def test_line_comment_ends_at_carriage_return():
     assert ops(module.funcs[0].body)[1:3] == [("i32.const", 2), ("return", None)]
 
 
+def test_deeply_nested_folded_instructions():
+    depth = 20_000
+    blocks = parse_wat("(func " + "(block " * depth + ")" * depth + ")")
+    assert len(blocks.funcs[0].body) == 2 * depth + 1
+    sums = parse_wat("(func (result i32) " + "(i32.add (i32.const 1) " * depth
+                     + "(i32.const 0)" + ")" * depth + ")")
+    body = ops(sums.funcs[0].body)
+    assert body[:3] == [("i32.const", 1), ("i32.const", 1), ("i32.const", 1)]
+    assert body[depth:depth + 2] == [("i32.const", 0), ("i32.add", None)]
+    assert len(body) == 2 * depth + 2
+
+
 def test_error_reports_line_and_column():
     with pytest.raises(WatSyntaxError) as info:
         parse_wat("(module\n  (func\n    (i32.bogus)))")

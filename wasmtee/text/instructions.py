@@ -36,6 +36,10 @@ _FEATURE_PREFIXES = [
 ]
 
 
+# Kinds of the tasks that unfold nested instructions without recursion.
+_SEQ, _FOLDED, _EMIT, _CLOSE, _OPEN = range(5)
+
+
 def unsupported_operator(name: str) -> str | None:
     """Return the proposal that defines an unknown mnemonic, or None."""
     if "/" in name or ":" in name:
@@ -75,15 +79,43 @@ class InstructionParser:
 
     def parse_seq(self, items: list[Node], pos: int, ctx: FunctionContext,
                   out: list[Instr], depth: int) -> None:
-        """Parse items[pos:] as an instruction sequence that must leave `depth` labels open."""
+        """Parse items[pos:] as an instruction sequence that must leave `depth` labels open.
+
+        Folded instructions nest without limit, so they are unfolded with an
+        explicit stack of tasks instead of recursion. Tasks run last in,
+        first out, and each one appends to `out` in binary order.
+        """
+        tasks: list[tuple] = [(_SEQ, items, pos, depth)]  # type: ignore[type-arg]
+        while tasks:
+            task = tasks.pop()
+            kind = task[0]
+            if kind == _SEQ:
+                self.run_seq_task(task, ctx, out, tasks)
+            elif kind == _FOLDED:
+                self.expand_folded(task[1], ctx, out, tasks)
+            elif kind == _EMIT:
+                out.append(task[1])
+            elif kind == _CLOSE:
+                ctx.labels.pop()
+                out.append(Instr(opcodes.END))
+            elif kind == _OPEN:
+                out.append(task[1])
+                ctx.labels.append(task[2])
+            else:
+                raise AssertionError(f"unknown parser task {kind}")
+
+    def run_seq_task(self, task: tuple, ctx: FunctionContext, out: list[Instr],  # type: ignore[type-arg]
+                     tasks: list[tuple]) -> None:  # type: ignore[type-arg]
+        """Parse plain instructions until the next folded one, which becomes a task."""
+        _, items, pos, depth = task
         count = len(items)
         while pos < count:
             node = items[pos]
             if isinstance(node, SList):
-                self.parse_folded(node, ctx, out)
-                pos += 1
-            else:
-                pos = self.parse_plain(items, pos, ctx, out, depth)
+                tasks.append((_SEQ, items, pos + 1, depth))
+                tasks.append((_FOLDED, node))
+                return
+            pos = self.parse_plain(items, pos, ctx, out, depth)
         if len(ctx.labels) != depth:
             where = items[-1] if items else None
             raise self.mp.error("unexpected end of input: missing \"end\"", where)
@@ -164,6 +196,12 @@ class InstructionParser:
     # Folded instructions --------------------------------------------------------
 
     def parse_folded(self, node: SList, ctx: FunctionContext, out: list[Instr]) -> None:
+        """Parse one folded instruction with its operands."""
+        self.parse_seq([node], 0, ctx, out, len(ctx.labels))
+
+    def expand_folded(self, node: SList, ctx: FunctionContext, out: list[Instr],
+                      tasks: list[tuple]) -> None:  # type: ignore[type-arg]
+        """Read a folded instruction's header and push tasks for its parts, last part first."""
         items = node.items
         if not items or not isinstance(items[0], Atom) or items[0].kind != KEYWORD:
             raise self.mp.error("unexpected token: expected an instruction", node)
@@ -172,57 +210,60 @@ class InstructionParser:
         if name in ("block", "loop"):
             label, pos = self.read_label_id(items, 1)
             block_type, pos = self.mp.read_block_type(items, pos)
-            out.append(Instr(BY_NAME[name].code, block_type))
-            ctx.labels.append(label)
-            self.parse_seq(items, pos, ctx, out, len(ctx.labels))
-            ctx.labels.pop()
-            out.append(Instr(opcodes.END))
+            tasks.append((_CLOSE,))
+            tasks.append((_SEQ, items, pos, len(ctx.labels) + 1))
+            tasks.append((_OPEN, Instr(BY_NAME[name].code, block_type), label))
             return
         if name == "if":
-            self.parse_folded_if(node, ctx, out)
+            self.expand_folded_if(node, ctx, tasks)
             return
         info = BY_NAME.get(name)
         if info is None or name == "select_t" or name in ("else", "end"):
             raise self.unknown_operator(head)
         instr, pos = self.read_immediates(info, head, items, 1, ctx)
-        for operand in items[pos:]:
+        operands = items[pos:]
+        for operand in operands:
             if not isinstance(operand, SList):
                 raise self.mp.error(f"unexpected token \"{operand.text}\"", operand)
-            self.parse_folded(operand, ctx, out)
-        out.append(instr)
+        tasks.append((_EMIT, instr))
+        for operand in reversed(operands):
+            tasks.append((_FOLDED, operand))
 
-    def parse_folded_if(self, node: SList, ctx: FunctionContext, out: list[Instr]) -> None:
+    def expand_folded_if(self, node: SList, ctx: FunctionContext,
+                         tasks: list[tuple]) -> None:  # type: ignore[type-arg]
         items = node.items
         label, pos = self.read_label_id(items, 1)
         block_type, pos = self.mp.read_block_type(items, pos)
         count = len(items)
+        conditions = []
         while pos < count:
             cond = items[pos]
             if not isinstance(cond, SList):
                 raise self.mp.error(f"unexpected token \"{cond.text}\"", cond)
             if cond.head() == "then":
                 break
-            self.parse_folded(cond, ctx, out)
+            conditions.append(cond)
             pos += 1
         else:
             raise self.mp.error("unexpected token: missing \"then\" in \"if\"", node)
-        out.append(Instr(opcodes.IF, block_type))
-        ctx.labels.append(label)
         then = items[pos]
         assert isinstance(then, SList)
-        self.parse_seq(then.items, 1, ctx, out, len(ctx.labels))
-        pos += 1
-        if pos < count:
-            other = items[pos]
+        other = None
+        if pos + 1 < count:
+            other = items[pos + 1]
             if not isinstance(other, SList) or other.head() != "else":
                 raise self.mp.error("unexpected token after \"then\" clause", other)
-            out.append(Instr(opcodes.ELSE))
-            self.parse_seq(other.items, 1, ctx, out, len(ctx.labels))
-            pos += 1
-        if pos < count:
-            raise self.mp.error("unexpected token after \"else\" clause", items[pos])
-        ctx.labels.pop()
-        out.append(Instr(opcodes.END))
+        if pos + 2 < count:
+            raise self.mp.error("unexpected token after \"else\" clause", items[pos + 2])
+        depth = len(ctx.labels) + 1
+        tasks.append((_CLOSE,))
+        if other is not None:
+            tasks.append((_SEQ, other.items, 1, depth))
+            tasks.append((_EMIT, Instr(opcodes.ELSE)))
+        tasks.append((_SEQ, then.items, 1, depth))
+        tasks.append((_OPEN, Instr(opcodes.IF, block_type), label))
+        for cond in reversed(conditions):
+            tasks.append((_FOLDED, cond))
 
     # Immediates -----------------------------------------------------------------
 

@@ -357,7 +357,11 @@ def parse_script(text: str) -> list[Command]:
     # A file of bare module fields is one implicit module.
     if nodes and all(isinstance(n, SList) and n.head() in _MODULE_FIELDS for n in nodes):
         return [Command("module", 1, module=ScriptModule(1, None, "text", source, nodes))]
-    return [parser.command(node) for node in nodes]
+    try:
+        return [parser.command(node) for node in nodes]
+    except RecursionError:
+        # Only nested result forms such as (either (either ...)) recurse.
+        raise WatSyntaxError("unexpected token: results nested too deeply") from None
 
 
 _MODULE_FIELDS = {"type", "import", "func", "table", "memory", "global", "export",

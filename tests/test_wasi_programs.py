@@ -85,7 +85,8 @@ def available_tier() -> str | None:
     return None
 
 
-TIER = available_tier() or "python"
+# WASMTEE_TEST_TIER=llvm (or python) picks the tier for every wasmtee run in these tests.
+TIER = os.environ.get("WASMTEE_TEST_TIER") or available_tier() or "python"
 needs_engine = pytest.mark.skipif(available_tier() is None,
                                   reason="no execution tier is available")
 

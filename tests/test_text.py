@@ -7,9 +7,11 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wasmtee import opcodes
-from wasmtee.errors import UnsupportedFeature, WatSyntaxError
+from wasmtee.errors import UnsupportedFeature, WasmteeError, WatSyntaxError
 from wasmtee.model import ExternKind, FuncType, SegmentMode, ValType
 from wasmtee.opcodes import BY_NAME
 from wasmtee.text import parse_wat, parse_wat_bytes
@@ -504,3 +506,41 @@ def test_matches_decoded_wasm_tools_binary(source, tmp_path):
     reference = structure(decoded)
     for key in reference:
         assert mine[key] == reference[key], key
+
+
+# Robustness ------------------------------------------------------------------------------
+
+_FUZZ_SEED = """(module
+  (type $t (func (param i32) (result i32)))
+  (import "m" "f" (func $imp (param i32)))
+  (memory 1) (table 2 funcref)
+  (global $g (mut f64) (f64.const -0x1.8p3))
+  (func $f (export "f") (type $t) (local i64)
+    (block $b (result i32)
+      (br_if $b (i32.const 1) (local.get 0))
+      (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 2)) (else (i32.const 3)))
+      (i32.load offset=4 align=2))
+    (call_indirect (type $t) (i32.const 0)))
+  (elem (i32.const 0) $f)
+  (data (i32.const 8) "\\01\\u{41}")
+  (start $g2) (func $g2))"""
+
+_FUZZ_TOKENS = ["(", ")", "$f", "$nope", "0", "-1", "0x", "nan:0x1", '"s"', "block", "end",
+                "else", "then", "(then", "(param", "(result", "i32", "funcref", "offset=1",
+                "align=3", "(type", "(elem", "(data", "(@a", ";;", "(;", ";)", "\\", "\x00"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, len(_FUZZ_TOKENS) - 1),
+                          st.booleans()), min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_mutated_text_raises_only_project_errors(edits):
+    text = _FUZZ_SEED
+    for position, token, replace in edits:
+        at = position % (len(text) + 1)
+        end = text.find(" ", at)
+        end = len(text) if end < 0 or not replace else end
+        text = text[:at] + " " + _FUZZ_TOKENS[token] + " " + text[end:]
+    try:
+        parse_wat(text)
+    except WasmteeError:
+        pass

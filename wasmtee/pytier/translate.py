@@ -53,7 +53,11 @@ class Block:
     result_vars: list[str] = field(default_factory=list)
     param_vars: list[str] = field(default_factory=list)
     indent: int = 0
-    crossed: bool = False  # some branch leaves through this Python loop to an outer target
+    # Targets (block indices) of branches that leave through this Python loop.
+    crossed: set[int] = field(default_factory=set)
+    # Guard-mode targets of branches that leave this block without a Python `break`.
+    soft_exits: set[int] = field(default_factory=set)
+    guarded: bool = False  # targeted, but exited through `_br` and `if not _br:` guards
     else_seen: bool = False
     param_operands: list[Operand] = field(default_factory=list)
 
@@ -253,11 +257,20 @@ class FunctionTranslator:
         func_type = self.module.types[block_type]  # type: ignore[index]
         return func_type.params, func_type.results
 
+    def python_loops(self) -> int:
+        return sum(1 for block in self.blocks if block.is_loop_in_python)
+
     def open_block(self, index: int, kind: str, params: tuple[ValType, ...],
                    results: tuple[ValType, ...]) -> Block:
         is_target = index in self.targets
+        as_loop = is_target and (kind == "loop" or self.python_loops() < MAX_PYTHON_BLOCKS)
+        if as_loop and self.python_loops() >= MAX_PYTHON_LOOPS:
+            raise CompileError(
+                f"function {self.func_index}: loops nested deeper than {MAX_PYTHON_LOOPS}"
+            )
         block = Block(kind, index, params, results, len(self.stack) - len(params),
-                      is_target or kind == "loop" and is_target, indent=self.indent)
+                      as_loop, indent=self.indent)
+        block.guarded = is_target and not as_loop
         block.result_vars = [f"r{index}_{n}" for n in range(len(results))]
         return block
 
@@ -337,7 +350,7 @@ class FunctionTranslator:
         elif block.kind == "if":
             reachable_after = True
         else:
-            reachable_after = self.reachable or block.is_loop_in_python
+            reachable_after = self.reachable or block.is_loop_in_python or block.guarded
         self.indent = block.indent
         if block.is_loop_in_python:
             self.indent += 1
@@ -345,6 +358,12 @@ class FunctionTranslator:
             self.indent -= 1
             if block.crossed:
                 self.forward_branch(block)
+        else:
+            if block.guarded and block.index in block.soft_exits:
+                self.emit(f"if _br == {block.index + 1}:")
+                self.emit("    _br = 0")
+            if block.soft_exits - {block.index}:
+                self.open_guard()
         del self.stack[block.height:]
         for var in block.result_vars:
             self.stack.append(Operand(var))
@@ -352,24 +371,62 @@ class FunctionTranslator:
         if not self.reachable:
             self.skip_depth = 0
 
+    def open_guard(self) -> None:
+        """Skip the rest of the current sequence while a branch travels outward."""
+        self.emit("if not _br:")
+        self.indent += 1
+        self.emit("pass")
+
     def forward_branch(self, block: Block) -> None:
         """After a crossed Python loop, pass on a branch that is still travelling outward.
 
-        Every branch that crosses a loop targets a Python loop further out, so
-        `outer` always exists here.
+        A target is the next Python loop out (`break` or `continue` it), lies
+        beyond that loop (`break` again), or is a guard-mode block in between
+        (skip the rest of each sequence up to it).
         """
         outer = self.nearest_python_loop(len(self.blocks) - 1)
-        if outer is None:
-            raise CompileError("a branch crosses a loop without an enclosing target")
-        target = self.blocks[outer]
-        verb = "continue" if target.kind == "loop" else "break"
+        outer_index = self.blocks[outer].index if outer is not None else None
+        between = set()
+        beyond = False
+        to_outer = False
+        for target in block.crossed:
+            if target == outer_index:
+                to_outer = True
+            elif outer_index is not None and target < outer_index:
+                beyond = True
+            else:
+                between.add(target)
         self.emit("if _br:")
         self.indent += 1
-        self.emit(f"if _br == {target.index + 1}:")
-        self.emit("    _br = 0")
-        self.emit(f"    {verb}")
-        self.emit("break")
+        if to_outer:
+            target = self.blocks[outer]  # type: ignore[index]
+            verb = "continue" if target.kind == "loop" else "break"
+            self.emit(f"if _br == {target.index + 1}:")
+            self.emit("    _br = 0")
+            self.emit(f"    {verb}")
+        if beyond:
+            if between:
+                self.emit(f"if _br < {outer_index + 1}:")  # type: ignore[operator]
+                self.emit("    break")
+            else:
+                self.emit("break")
+        if not to_outer and not beyond:
+            self.emit("pass")
         self.indent -= 1
+        if outer is not None:
+            self.blocks[outer].crossed |= {t for t in block.crossed if t < outer_index}  # type: ignore[operator]
+        if between:
+            for target in between:
+                self.mark_soft(target)
+            self.open_guard()
+
+    def mark_soft(self, target: int) -> None:
+        """Record a soft exit to block `target` in every open block inside it."""
+        for current in range(len(self.blocks) - 1, -1, -1):
+            block = self.blocks[current]
+            block.soft_exits.add(target)
+            if block.index == target:
+                return
 
     def nearest_python_loop(self, position: int) -> int | None:
         """Return the control-stack position of the innermost Python loop at or below `position`."""
@@ -388,15 +445,19 @@ class FunctionTranslator:
         else:
             self.emit("return (" + ", ".join(v.expr for v in values) + ",)")
 
-    def emit_branch(self, depth: int) -> None:
-        """Emit the assignments and jump for `br depth`, leaving the stack as it is."""
+    def emit_branch(self, depth: int) -> bool:
+        """Emit the assignments and jump for `br depth`, leaving the stack as it is.
+
+        Return True for a soft jump: one that only set `_br`, so that the code
+        after it must be skipped by guards.
+        """
         position = len(self.blocks) - 1 - depth
         target = self.blocks[position]
         arity = target.label_arity
         values = self.stack[len(self.stack) - arity:] if arity else []
         if target.kind == "func":
             self.emit_return(values)
-            return
+            return False
         variables = target.param_vars if target.kind == "loop" else target.result_vars
         if target.kind == "loop" and values:
             # Evaluate all values before assigning, since they may read the variables.
@@ -410,13 +471,16 @@ class FunctionTranslator:
         verb = "continue" if target.kind == "loop" else "break"
         if innermost == position:
             self.emit(verb)
-            return
-        # Leave several Python loops: mark every loop on the way as crossed.
-        for current in range(len(self.blocks) - 1, position, -1):
-            if self.blocks[current].is_loop_in_python:
-                self.blocks[current].crossed = True
+            return False
         self.emit(f"_br = {target.index + 1}")
+        if innermost is None or innermost < position:
+            # No Python loop in between: a guard-mode target, reached by skipping forward.
+            self.mark_soft(target.index)
+            return True
+        # Leave the innermost Python loop; its end passes the branch on.
+        self.blocks[innermost].crossed.add(target.index)
         self.emit("break")
+        return False
 
     def on_br(self, index: int, instr: Instr) -> None:
         self.emit_branch(instr.imm)
@@ -428,8 +492,13 @@ class FunctionTranslator:
         test = condition.condition or condition.expr
         self.emit(f"if {test}:")
         self.indent += 1
-        self.emit_branch(instr.imm)
+        soft = self.emit_branch(instr.imm)
         self.indent -= 1
+        if soft:
+            # The branch only set `_br`: the rest of this sequence runs in the else.
+            self.emit("else:")
+            self.indent += 1
+            self.emit("pass")
 
     def on_br_table(self, index: int, instr: Instr) -> None:
         labels, default = instr.imm
@@ -690,6 +759,12 @@ class TranslateOptions:
     consume_fuel: bool = False
     interruptible: bool = False
 
+
+# CPython allows 20 nested loop and try blocks per function; the body's try takes one.
+MAX_PYTHON_LOOPS = 18
+# Targeted blocks and ifs become Python loops only below this depth, so that
+# wasm loops keep room; deeper ones are exited through `_br` guards.
+MAX_PYTHON_BLOCKS = 12
 
 MEMORY_FAMILIES = (op.Family.LOAD, op.Family.STORE, op.Family.MEMORY)
 

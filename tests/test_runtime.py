@@ -191,7 +191,8 @@ def test_table_operations_and_bounds():
     table.on_change.append(lambda t, start, count: changes.append((start, count)))
     marker = object()
     table.set(1, marker)
-    assert table.get(1) is marker and table.get(0) is None
+    assert table.get(1) is marker
+    assert table.get(0) is None
     assert table.grow(2, marker) == 2
     assert table.grow(1) == -1
     assert table.size == 4
@@ -328,7 +329,8 @@ def test_elem_segments_ref_func_and_drop():
     assert table.elements[2] is inst.funcs[1]
     assert table.elements[2].call() == 11
     assert inst.exports["f1"].name == "f1"
-    assert inst.elems[0] == [] and inst.elems[2] == []
+    assert inst.elems[0] == []
+    assert inst.elems[2] == []
     assert inst.elems[1] == [inst.funcs[0]]
     # Types are interned per store.
     assert inst.funcs[0].type is inst.funcs[1].type
@@ -453,13 +455,15 @@ def test_caller_is_bound_per_importing_instance():
     b = run(store, module, [hf])
     assert a.funcs[0].call() == 5
     assert b.funcs[0].call() == 5
-    assert seen[0].instance is a and seen[1].instance is b
+    assert seen[0].instance is a
+    assert seen[1].instance is b
     assert seen[0].data == "payload"
     assert seen[0].get_export("memory") is a.mems[0]
     assert seen[0].get_export("missing") is None
     # Called outside any instance, the caller has no instance.
     assert HostFunction(FuncType((), ()), lambda c: seen.append(c), access_caller=True).call() is None
-    assert seen[-1].instance is None and seen[-1].memory is None
+    assert seen[-1].instance is None
+    assert seen[-1].memory is None
 
 
 def test_store_limits_at_instantiation():

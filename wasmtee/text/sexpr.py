@@ -9,9 +9,35 @@ offset into the 1-based line and column that `WatSyntaxError` reports.
 
 from __future__ import annotations
 
+import functools
+import gc
 import re
+from typing import Any, Callable, TypeVar
 
 from wasmtee.errors import WatSyntaxError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def without_gc(function: _F) -> _F:
+    """Pause the cyclic garbage collector while `function` runs.
+
+    Parsing allocates many small objects and no reference cycles, so
+    collections find nothing to free. On a module of 20,000 functions they
+    made lexing several times slower (measured on a 2-core machine).
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return wrapper  # type: ignore[return-value]
 
 # Token kinds.
 KEYWORD = "keyword"
@@ -282,6 +308,7 @@ class _Lexer:
                 raise self.fail("malformed UTF-8 encoding in annotation id", start)
 
 
+@without_gc
 def read_sexprs(text: str) -> tuple[Source, list[Node]]:
     """Split source text into top-level S-expressions.
 

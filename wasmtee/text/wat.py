@@ -19,7 +19,9 @@ from wasmtee.model import (
 )
 from wasmtee.text.instructions import FunctionContext, InstructionParser, is_index_atom
 from wasmtee.text.numbers import parse_uint
-from wasmtee.text.sexpr import ID, KEYWORD, STRING, Atom, Node, SList, Source, decode_name
+from wasmtee.text.sexpr import (
+    ID, KEYWORD, STRING, Atom, Node, SList, Source, decode_name, without_gc,
+)
 
 _VALTYPES = {
     "i32": ValType.I32, "i64": ValType.I64, "f32": ValType.F32, "f64": ValType.F64,
@@ -740,6 +742,7 @@ def describe_head(node: SList) -> str:
     return "("
 
 
+@without_gc
 def parse_module_fields(source: Source, fields: list[Node]) -> Module:
     """Build a module from its fields (the contents of `(module ...)` after the id)."""
     return ModuleParser(source, fields).parse()

@@ -13,7 +13,14 @@ import threading
 
 import pytest
 
-from wasmtee.errors import LinkError, ResourceLimitExceeded, Trap, TrapCode, WasiExit
+from wasmtee.errors import (
+    LinkError,
+    ResourceLimitExceeded,
+    Trap,
+    TrapCode,
+    UsageError,
+    WasiExit,
+)
 from wasmtee.model import (
     DataSegment,
     ElemSegment,
@@ -156,6 +163,8 @@ def test_memory_address_is_stable_and_shared_with_native_code():
     mem.close()
     assert mem.closed
     assert mem.grow(1) == -1
+    with pytest.raises(UsageError, match="memory is closed"):
+        mem.address
     with pytest.raises(Trap):
         mem.read(0, 1)
 

@@ -15,7 +15,7 @@ import struct
 import weakref
 from collections.abc import Callable
 
-from wasmtee.errors import ResourceLimitExceeded, Trap, TrapCode
+from wasmtee.errors import ResourceLimitExceeded, Trap, TrapCode, UsageError
 from wasmtee.model import Limits, MemoryType
 
 logger = logging.getLogger(__name__)
@@ -134,8 +134,13 @@ class MemoryInstance:
 
     @property
     def address(self) -> int:
-        """The base address of the mapping; valid until `close()`."""
+        """The base address of the mapping; valid until `close()`.
+
+        Raises UsageError after `close()`.
+        """
         if self._address is None:
+            if self.buf.closed:
+                raise UsageError("memory is closed, so it has no address")
             anchor = ctypes.c_char.from_buffer(self.buf)
             self._address = ctypes.addressof(anchor)
             del anchor  # release the buffer export so close() stays possible

@@ -164,7 +164,7 @@ def test_memory_address_is_stable_and_shared_with_native_code():
     assert mem.closed
     assert mem.grow(1) == -1
     with pytest.raises(UsageError, match="memory is closed"):
-        mem.address
+        mem.address  # noqa: B018
     with pytest.raises(Trap):
         mem.read(0, 1)
 

@@ -139,6 +139,10 @@ _missing = [
 assert not _missing, _missing
 
 
+def _is_simple(expr: str) -> bool:
+    return expr.isidentifier() or expr.isdigit()
+
+
 def translate_numeric(translator: FunctionTranslator, info: op.OpInfo) -> None:
     template, pure, condition = TEMPLATES[info.name]
     arity = len(info.params)  # type: ignore[arg-type]
@@ -149,7 +153,7 @@ def translate_numeric(translator: FunctionTranslator, info: op.OpInfo) -> None:
     # Operands used more than once must be evaluated once: give them a name.
     for key, operand in zip("ab", operands):
         uses = template.count("{" + key + "}") + (condition or "").count("{" + key + "}")
-        if uses > 1 and not operand.expr.isidentifier():
+        if uses > 1 and not _is_simple(operand.expr):
             named = translator.assign(operand.expr)
             values[key] = named.expr
             operands[operands.index(operand)] = named

@@ -22,6 +22,7 @@ import logging
 import math
 import struct
 import sys
+import threading
 import time
 import weakref
 from typing import Any
@@ -183,6 +184,33 @@ for _name in dir(numeric):
         HELPERS["_" + _name] = _value
 
 
+class CodeCache:
+    """Code objects of translated functions, shared by every module in the process.
+
+    The key holds everything the generated code depends on: the body, the
+    locals, the module's types and function types, and the translation
+    options. Like wasmtime's compilation cache it makes loading the same
+    program again cheap. The oldest entries go first when it is full.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.entries: dict[Any, tuple[Any, dict[str, object]]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: Any) -> tuple[Any, dict[str, object]] | None:
+        return self.entries.get(key)
+
+    def put(self, key: Any, entry: tuple[Any, dict[str, object]]) -> None:
+        with self.lock:
+            while len(self.entries) >= self.capacity:
+                del self.entries[next(iter(self.entries))]
+            self.entries[key] = entry
+
+
+CODE_CACHE = CodeCache()
+
+
 class PythonTier:
     """Compiles validated modules for the python tier."""
 
@@ -213,6 +241,7 @@ class CompiledModule:
         ]
         self.func_types = imported_types + [module.types[f.type_index] for f in module.funcs]
         self.first_defined = len(imported_types)
+        self.cache_key: Any = None
         # func index -> (code object, constants)
         self.codes: dict[int, tuple[Any, dict[str, object]]] = {}
         self.translate_seconds = 0.0
@@ -220,6 +249,11 @@ class CompiledModule:
     def code_for(self, func_index: int) -> tuple[Any, dict[str, object]]:
         entry = self.codes.get(func_index)
         if entry is None:
+            key = self.function_key(func_index)
+            entry = CODE_CACHE.get(key)
+            if entry is not None:
+                self.codes[func_index] = entry
+                return entry
             started = time.perf_counter()
             translator = FunctionTranslator(self.module, self.func_types, func_index, self.options)
             source, constants = translator.translate()
@@ -232,10 +266,23 @@ class CompiledModule:
                 ) from exc
             entry = (code, constants)
             self.codes[func_index] = entry
+            CODE_CACHE.put(key, entry)
             self.translate_seconds += time.perf_counter() - started
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("translated function %d:\n%s", func_index, source)
         return entry
+
+    def function_key(self, func_index: int) -> Any:
+        if self.cache_key is None:
+            module = self.module
+            self.cache_key = (
+                tuple(module.types), tuple(self.func_types),
+                tuple(g.type for g in module.globals),
+                tuple(imp.desc for imp in module.imports),
+                self.options.consume_fuel, self.options.interruptible,
+            )
+        func = self.module.funcs[func_index - self.first_defined]
+        return (self.cache_key, func_index, tuple(func.locals), tuple(func.body))
 
     def source_for(self, func_index: int) -> str:
         """Return the generated Python source of a defined function (for debugging)."""

@@ -133,7 +133,8 @@ class FunctionTranslator:
     # -- emission helpers ------------------------------------------------------------
 
     def emit(self, line: str) -> None:
-        self.lines.append("    " * self.indent + line)
+        # One space per level keeps deeply nested sources small, so compile() is quick.
+        self.lines.append(" " * self.indent + line)
 
     def temp(self) -> str:
         self.counter += 1
@@ -200,7 +201,7 @@ class FunctionTranslator:
         header = [f"def {name}({params}):"]
         prologue = []
         if self.uses_memory:
-            prologue.append("    mv = MV.view")
+            prologue.append(" mv = MV.view")
         source_lines = header + ["  try:"] + ["  " + line for line in prologue + body]
         source_lines += [
             "  except ZeroDivisionError:",

@@ -418,7 +418,7 @@ def test_config_and_engine():
     module = Module(auto, '(module (func (export "f") (result i32) (i32.const 5)))')
     assert Instance(store, module, []).exports(store)["f"](store) == 5
     other = Engine(Config(tier="python", consume_fuel=True))
-    with pytest.raises(UsageError, match="different configs"):
+    with pytest.raises(UsageError, match="different consume_fuel or epoch_interruption"):
         Instance(Store(other), module, [])
 
 
@@ -510,3 +510,28 @@ def test_embed_example_runs(engine):
     assert "scaled_pair(-7): [-70, -7]" in lines
     assert "calls: 1" in lines
     assert "memory pages: 1 grow returned 1" in lines
+
+
+@pytest.mark.skipif(len(TIERS) < 2, reason="needs both the python and llvm tiers")
+def test_modules_on_different_tiers_link():
+    python_engine = Engine(Config(tier="python"))
+    llvm_engine = Engine(Config(tier="llvm"))
+    store = Store(python_engine)
+    provider = Instance(store, Module(llvm_engine, """
+      (module (memory (export "memory") 1)
+        (table (export "table") 1 funcref)
+        (func $nine (result i32) (i32.const 9))
+        (elem (i32.const 0) $nine)
+        (func (export "square") (param i32) (result i32) (i32.mul (local.get 0) (local.get 0))))"""), [])
+    exports = provider.exports(store)
+    consumer = Instance(store, Module(python_engine, """
+      (module
+        (import "lib" "square" (func $square (param i32) (result i32)))
+        (import "lib" "memory" (memory 1))
+        (import "lib" "table" (table 1 funcref))
+        (func (export "run") (param i32) (result i32)
+          (i32.store (i32.const 0) (call $square (local.get 0)))
+          (i32.add (i32.load (i32.const 0)) (call_indirect (result i32) (i32.const 0)))))"""),
+        [exports["square"], exports["memory"], exports["table"]])
+    assert consumer.exports(store)["run"](store, 7) == 58
+    assert exports["memory"].read(store, 0, 4) == bytearray(b"\x31\0\0\0")

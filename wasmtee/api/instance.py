@@ -15,7 +15,7 @@ from wasmtee.api.extern import (
     unwrap_extern,
     wrap_extern,
 )
-from wasmtee.api.module import Module
+from wasmtee.api.module import Module, check_store_compatible
 from wasmtee.errors import UsageError
 from wasmtee.runtime.instance import ModuleInstance, instantiate
 
@@ -63,8 +63,7 @@ class Instance:
         st = store_of(store)
         if not isinstance(module, Module):
             raise UsageError(f"expected a Module, got {module!r}")
-        if module.engine is not st.engine and module.engine.config != st.config:
-            raise UsageError("the module and the store belong to engines with different configs")
+        check_store_compatible(module, st)
         raw = [unwrap_extern(item) for item in imports]
         self._instance = instantiate(st, module._model, module._info, raw, module.compiled)
         self._exports: InstanceExports | None = None

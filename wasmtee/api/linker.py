@@ -8,7 +8,7 @@ from typing import Any
 
 from wasmtee.api.extern import Func, _api_host, store_of, unwrap_extern, wrap_extern
 from wasmtee.api.instance import Instance
-from wasmtee.api.module import Module
+from wasmtee.api.module import Module, check_store_compatible
 from wasmtee.errors import LinkError, UsageError
 from wasmtee.model import ExternKind, FuncType
 from wasmtee.runtime.config import Engine
@@ -111,8 +111,7 @@ class Linker:
         st = store_of(store)
         if not isinstance(module, Module):
             raise UsageError(f"expected a Module, got {module!r}")
-        if module.engine.config != st.config:
-            raise UsageError("the module and the store belong to engines with different configs")
+        check_store_compatible(module, st)
         imports = []
         for imp in module.model.imports:
             try:

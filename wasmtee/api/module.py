@@ -60,6 +60,23 @@ def _validate(model: ModelModule) -> Any:
     return validate_module(model)
 
 
+def check_store_compatible(module: Module, store: Any) -> None:
+    """Raise UsageError unless code compiled for `module` can run in `store`.
+
+    The tier may differ (both tiers share the runtime objects), but fuel
+    metering and interruption checks are compiled in, so those must match.
+    """
+    compiled_for = module.engine.config
+    config = store.config
+    if (compiled_for.consume_fuel, compiled_for.epoch_interruption) != (
+        config.consume_fuel, config.epoch_interruption
+    ):
+        raise UsageError(
+            "the module and the store belong to engines with different consume_fuel or "
+            "epoch_interruption settings; compile the module with the store's engine"
+        )
+
+
 class Module:
     """A validated, compiled module, ready to instantiate in any store of its engine.
 

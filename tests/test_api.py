@@ -535,3 +535,33 @@ def test_modules_on_different_tiers_link():
         [exports["square"], exports["memory"], exports["table"]])
     assert consumer.exports(store)["run"](store, 7) == 58
     assert exports["memory"].read(store, 0, 4) == bytearray(b"\x31\0\0\0")
+
+
+def test_api_misuse_raises_usage_error(engine):
+    store, ex = exports_of(engine, '(module (memory (export "m") 1) (table (export "t") 1 funcref))')
+    memory = ex["m"]
+    table = ex["t"]
+    module = Module(engine, "(module)")
+    cases = [
+        lambda: memory.read(store, "0"),
+        lambda: memory.read(store, 0, 1.5),
+        lambda: memory.write(store, "text", 0),
+        lambda: memory.write(store, b"x", "0"),
+        lambda: memory.grow(store, -1),
+        lambda: table.get(store, None),
+        lambda: table.set(store, "0", None),
+        lambda: table.grow(store, -1),
+        lambda: Instance(store, module, None),
+        lambda: Instance(store, module, "abc"),
+        lambda: Instance(store, "module", []),
+        lambda: Store("engine"),
+        lambda: Module("engine", "(module)"),
+        lambda: Linker(engine).define(store, 1, "x", memory),
+        lambda: Func(store, "type", lambda: None),
+        lambda: Func(store, FuncType((), ()), "not callable"),
+        lambda: Global(store, GlobalType(I32, False), 1.5),
+        lambda: store.set_limits(instances="3"),
+    ]
+    for case in cases:
+        with pytest.raises(UsageError):
+            case()

@@ -119,6 +119,16 @@ def _signature(func_type: FuncType) -> tuple[tuple[Callable[[Any], Any], ...], t
     return entry
 
 
+def _check_index(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UsageError(f"{name} must be an int or None, got {value!r}")
+
+
+def _check_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{name} must be an int, got {value!r}")
+
+
 def wrap_extern(item: Any) -> Any:
     """Return the API wrapper of a runtime object (function, memory, table, global)."""
     if isinstance(item, FunctionInstance):
@@ -334,7 +344,12 @@ class Memory:
         return old
 
     def read(self, store: Any, start: int | None = 0, stop: int | None = None) -> bytearray:
-        """Return a copy of memory[start:stop] (slice semantics, clamped to the size)."""
+        """Return a copy of memory[start:stop] (slice semantics, clamped to the size).
+
+        Raises UsageError when `start` or `stop` is not an int or None.
+        """
+        _check_index("start", start)
+        _check_index("stop", stop)
         size = self._memory.size
         begin, end, _ = slice(start, stop).indices(size)
         if end <= begin:
@@ -344,8 +359,12 @@ class Memory:
     def write(self, store: Any, data: bytes | bytearray | memoryview, start: int | None = None) -> int:
         """Write `data` at `start` (negative counts from the end); return the length.
 
-        Raises Trap(MEMORY_OUT_OF_BOUNDS) naming the address when it does not fit.
+        Raises Trap(MEMORY_OUT_OF_BOUNDS) naming the address when it does not
+        fit, UsageError when `data` is not bytes-like or `start` not an int.
         """
+        _check_index("start", start)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UsageError(f"expected bytes, bytearray or memoryview, got {type(data).__name__}")
         size = self._memory.size
         begin = slice(start, None).indices(size)[0] if start is not None else 0
         if start is not None and start >= size and len(data):
@@ -407,6 +426,7 @@ class Table:
 
     def get(self, store: Any, index: int) -> Any:
         """Return the element at `index`, or None when it is out of bounds (as wasmtime-py)."""
+        _check_int("index", index)
         elements = self._table.elements
         if not 0 <= index < len(elements):
             return None
@@ -414,6 +434,7 @@ class Table:
 
     def set(self, store: Any, index: int, value: Any) -> None:
         """Set the element at `index`. Raises Trap(TABLE_OUT_OF_BOUNDS) or UsageError."""
+        _check_int("index", index)
         self._table.set(index, to_raw(self._table.type.elem_type, value))
 
     def grow(self, store: Any, delta: int, init: Any = None) -> int:

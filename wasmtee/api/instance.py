@@ -64,6 +64,8 @@ class Instance:
         if not isinstance(module, Module):
             raise UsageError(f"expected a Module, got {module!r}")
         check_store_compatible(module, st)
+        if isinstance(imports, (str, bytes)) or not isinstance(imports, (list, tuple)):
+            raise UsageError(f"imports must be a list or tuple of externs, got {imports!r}")
         raw = [unwrap_extern(item) for item in imports]
         self._instance = instantiate(st, module._model, module._info, raw, module.compiled)
         self._exports: InstanceExports | None = None

@@ -16,7 +16,9 @@ import pytest
 from wasmtee.script.runner import run_script_file
 
 SUITE = Path(os.environ.get("WASMTEE_SPEC_TESTSUITE", "/work/ext/testsuite"))
-FILE_LIST = Path(os.environ.get("WASMTEE_SPEC_FILES", str(SUITE.parent / "wasm2-files.txt")))
+FILE_LIST = Path(
+    os.environ.get("WASMTEE_SPEC_FILES", str(SUITE.parent / "wasm2-files.txt"))
+)
 
 
 def _spec_files() -> list[str]:

@@ -28,24 +28,37 @@ def ops(body):
 # Numeric literals -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, bits, expected", [
-    ("0", 32, 0),
-    ("-1", 32, 0xFFFF_FFFF),
-    ("0xffff_ffff", 32, 0xFFFF_FFFF),
-    ("4294967295", 32, 0xFFFF_FFFF),
-    ("-2147483648", 32, 0x8000_0000),
-    ("+0x7fffffff", 32, 0x7FFF_FFFF),
-    ("18446744073709551615", 64, 0xFFFF_FFFF_FFFF_FFFF),
-    ("-0x8000_0000_0000_0000", 64, 1 << 63),
-])
+@pytest.mark.parametrize(
+    "text, bits, expected",
+    [
+        ("0", 32, 0),
+        ("-1", 32, 0xFFFF_FFFF),
+        ("0xffff_ffff", 32, 0xFFFF_FFFF),
+        ("4294967295", 32, 0xFFFF_FFFF),
+        ("-2147483648", 32, 0x8000_0000),
+        ("+0x7fffffff", 32, 0x7FFF_FFFF),
+        ("18446744073709551615", 64, 0xFFFF_FFFF_FFFF_FFFF),
+        ("-0x8000_0000_0000_0000", 64, 1 << 63),
+    ],
+)
 def test_int_literal_in_range(text, bits, expected):
     assert int_literal_bits(text, bits) == expected
 
 
-@pytest.mark.parametrize("text, bits", [
-    ("4294967296", 32), ("-2147483649", 32), ("+2147483648", 32), ("1__0", 32),
-    ("_1", 32), ("1_", 32), ("0x", 32), ("18446744073709551616", 64), ("1.0", 32),
-])
+@pytest.mark.parametrize(
+    "text, bits",
+    [
+        ("4294967296", 32),
+        ("-2147483649", 32),
+        ("+2147483648", 32),
+        ("1__0", 32),
+        ("_1", 32),
+        ("1_", 32),
+        ("0x", 32),
+        ("18446744073709551616", 64),
+        ("1.0", 32),
+    ],
+)
 def test_int_literal_rejected(text, bits):
     assert int_literal_bits(text, bits) is None
 
@@ -54,47 +67,63 @@ def f32_bits_by_struct(value: float) -> int:
     return struct.unpack("<I", struct.pack("<f", value))[0]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("0.1", f32_bits_by_struct(0.1)),
-    ("-0", 0x8000_0000),
-    ("0x1p-149", 0x0000_0001),
-    ("0x1p-150", 0x0000_0000),  # exactly half the smallest subnormal: ties to even
-    ("0x1.000001p-150", 0x0000_0001),  # just above the tie
-    ("0x1.fffffep127", 0x7F7F_FFFF),
-    ("3.4028235e38", 0x7F7F_FFFF),
-    ("inf", 0x7F80_0000),
-    ("-inf", 0xFF80_0000),
-    ("nan", 0x7FC0_0000),
-    ("-nan:0x1", 0xFF80_0001),
-    ("nan:0x7f_ffff", 0x7FFF_FFFF),
-    ("1_000.000_1e-0_3", f32_bits_by_struct(1.0000001)),
-    # 1 + 2**-24 + 2**-60: a double rounds it to the tie 1 + 2**-24, which then
-    # rounds to even (1.0); exact rounding gives the next f32 up.
-    ("0x1.000001000000001p0", 0x3F80_0001),
-    ("1.00000005960464477539062500000001", 0x3F80_0001),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0.1", f32_bits_by_struct(0.1)),
+        ("-0", 0x8000_0000),
+        ("0x1p-149", 0x0000_0001),
+        ("0x1p-150", 0x0000_0000),  # exactly half the smallest subnormal: ties to even
+        ("0x1.000001p-150", 0x0000_0001),  # just above the tie
+        ("0x1.fffffep127", 0x7F7F_FFFF),
+        ("3.4028235e38", 0x7F7F_FFFF),
+        ("inf", 0x7F80_0000),
+        ("-inf", 0xFF80_0000),
+        ("nan", 0x7FC0_0000),
+        ("-nan:0x1", 0xFF80_0001),
+        ("nan:0x7f_ffff", 0x7FFF_FFFF),
+        ("1_000.000_1e-0_3", f32_bits_by_struct(1.0000001)),
+        # 1 + 2**-24 + 2**-60: a double rounds it to the tie 1 + 2**-24, which then
+        # rounds to even (1.0); exact rounding gives the next f32 up.
+        ("0x1.000001000000001p0", 0x3F80_0001),
+        ("1.00000005960464477539062500000001", 0x3F80_0001),
+    ],
+)
 def test_f32_literal_bits(text, expected):
     assert parse_float_bits(text, F32) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "0x1.ffffffp127", "3.4028236e38", "1e39", "nan:0x0", "nan:0x80_0000", "1.e", "0x.1",
-    "1__0.0", "infinity",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0x1.ffffffp127",
+        "3.4028236e38",
+        "1e39",
+        "nan:0x0",
+        "nan:0x80_0000",
+        "1.e",
+        "0x.1",
+        "1__0.0",
+        "infinity",
+    ],
+)
 def test_f32_literal_rejected(text):
     assert parse_float_bits(text, F32) is None
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("0.1", 0x3FB9_9999_9999_999A),
-    ("0x1p-1074", 1),
-    ("0x1.fffffffffffff8p1023", None),  # halfway to 2**1024 rounds to infinity
-    ("1.7976931348623157e308", 0x7FEF_FFFF_FFFF_FFFF),
-    ("-nan:0xf_ffff_ffff_ffff", 0xFFFF_FFFF_FFFF_FFFF),
-    ("1e-400", 0),
-    ("1e400", None),
-    ("0x1P+3", 0x4020_0000_0000_0000),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0.1", 0x3FB9_9999_9999_999A),
+        ("0x1p-1074", 1),
+        ("0x1.fffffffffffff8p1023", None),  # halfway to 2**1024 rounds to infinity
+        ("1.7976931348623157e308", 0x7FEF_FFFF_FFFF_FFFF),
+        ("-nan:0xf_ffff_ffff_ffff", 0xFFFF_FFFF_FFFF_FFFF),
+        ("1e-400", 0),
+        ("1e400", None),
+        ("0x1P+3", 0x4020_0000_0000_0000),
+    ],
+)
 def test_f64_literal_bits(text, expected):
     assert parse_float_bits(text, F64) == expected
 
@@ -109,7 +138,11 @@ def test_folded_and_flat_bodies_match():
         local.get 0 i32.const 1 i32.add))""")
     assert ops(folded.funcs[0].body) == ops(flat.funcs[0].body)
     assert ops(flat.funcs[0].body) == [
-        ("local.get", 0), ("i32.const", 1), ("i32.add", None), ("end", None)]
+        ("local.get", 0),
+        ("i32.const", 1),
+        ("i32.add", None),
+        ("end", None),
+    ]
 
 
 def test_labels_resolve_to_depths():
@@ -117,9 +150,18 @@ def test_labels_resolve_to_depths():
         (block $outer (loop $inner (br $outer) (br $inner) (br 0)
           (block (br_table $inner $outer 0 1 2))))))""")
     assert ops(module.funcs[0].body) == [
-        ("block", None), ("loop", None), ("br", 1), ("br", 0), ("br", 0),
-        ("block", None), ("br_table", ((1, 2, 0, 1), 2)), ("end", None),
-        ("end", None), ("end", None), ("end", None)]
+        ("block", None),
+        ("loop", None),
+        ("br", 1),
+        ("br", 0),
+        ("br", 0),
+        ("block", None),
+        ("br_table", ((1, 2, 0, 1), 2)),
+        ("end", None),
+        ("end", None),
+        ("end", None),
+        ("end", None),
+    ]
 
 
 def test_label_shadowing_picks_innermost():
@@ -131,14 +173,25 @@ def test_folded_if_then_else():
     module = parse_wat("""(func (result i32)
         (if (result i32) (i32.const 1) (then (i32.const 2)) (else (i32.const 3))))""")
     assert ops(module.funcs[0].body) == [
-        ("i32.const", 1), ("if", I32), ("i32.const", 2), ("else", None),
-        ("i32.const", 3), ("end", None), ("end", None)]
+        ("i32.const", 1),
+        ("if", I32),
+        ("i32.const", 2),
+        ("else", None),
+        ("i32.const", 3),
+        ("end", None),
+        ("end", None),
+    ]
 
 
 def test_flat_if_with_matching_labels():
     module = parse_wat("(func i32.const 0 if $l else $l end $l)")
     assert ops(module.funcs[0].body) == [
-        ("i32.const", 0), ("if", None), ("else", None), ("end", None), ("end", None)]
+        ("i32.const", 0),
+        ("if", None),
+        ("else", None),
+        ("end", None),
+        ("end", None),
+    ]
 
 
 def test_implicit_types_are_appended_after_explicit_ones():
@@ -186,14 +239,20 @@ def test_inline_imports_and_exports():
         (table $t (export "t1") (export "t2") 3 funcref)
         (func (export "run") (call $imp (i32.const 1))))""")
     assert [(i.module, i.name, i.kind) for i in module.imports] == [
-        ("m", "f", ExternKind.FUNC), ("m", "mem", ExternKind.MEMORY),
-        ("m", "g", ExternKind.GLOBAL)]
+        ("m", "f", ExternKind.FUNC),
+        ("m", "mem", ExternKind.MEMORY),
+        ("m", "g", ExternKind.GLOBAL),
+    ]
     assert module.imports[1].desc.limits.max == 2
     assert module.names.func_names == {0: "imp"}
     assert module.imports[2].desc.mutable is True
     exports = [(e.name, e.kind, e.index) for e in module.exports]
-    assert exports == [("mem", ExternKind.MEMORY, 0), ("t1", ExternKind.TABLE, 0),
-                       ("t2", ExternKind.TABLE, 0), ("run", ExternKind.FUNC, 1)]
+    assert exports == [
+        ("mem", ExternKind.MEMORY, 0),
+        ("t1", ExternKind.TABLE, 0),
+        ("t2", ExternKind.TABLE, 0),
+        ("run", ExternKind.FUNC, 1),
+    ]
 
 
 def test_import_after_definition_rejected():
@@ -212,7 +271,8 @@ def test_inline_table_elements_and_memory_data():
     segment = module.elems[0]
     assert segment.mode is SegmentMode.ACTIVE
     assert [ops(e) for e in segment.init] == [
-        [("ref.func", f), ("end", None)] for f in (0, 1, 0)]
+        [("ref.func", f), ("end", None)] for f in (0, 1, 0)
+    ]
     assert module.datas[0].init == b"ab\x01\xe2\x98\xba"
     assert module.mems[0].type.limits.min == 1
 
@@ -225,10 +285,18 @@ def test_element_segment_forms():
         (elem declare func $f)
         (elem $e externref))""")
     modes = [e.mode for e in module.elems]
-    assert modes == [SegmentMode.ACTIVE, SegmentMode.ACTIVE, SegmentMode.PASSIVE,
-                     SegmentMode.DECLARATIVE, SegmentMode.PASSIVE]
+    assert modes == [
+        SegmentMode.ACTIVE,
+        SegmentMode.ACTIVE,
+        SegmentMode.PASSIVE,
+        SegmentMode.DECLARATIVE,
+        SegmentMode.PASSIVE,
+    ]
     assert ops(module.elems[1].offset) == [("i32.const", 1), ("end", None)]
-    assert ops(module.elems[2].init[1]) == [("ref.null", ValType.FUNCREF), ("end", None)]
+    assert ops(module.elems[2].init[1]) == [
+        ("ref.null", ValType.FUNCREF),
+        ("end", None),
+    ]
     assert module.elems[4].elem_type is ValType.EXTERNREF
 
 
@@ -258,13 +326,17 @@ def test_memarg_and_typed_select():
 
 
 def test_float_constants_are_raw_bits():
-    module = parse_wat("(func (f32.const -nan:0x200000) (f64.const 0x1p-1074) drop drop)")
+    module = parse_wat(
+        "(func (f32.const -nan:0x200000) (f64.const 0x1p-1074) drop drop)"
+    )
     consts = [i.imm for i in module.funcs[0].body if i.op in (0x43, 0x44)]
     assert consts == [0xFFA0_0000, 1]
 
 
 def test_i32_const_stored_signed():
-    module = parse_wat("(func (i32.const 0xffffffff) (i64.const 0x8000000000000000) drop drop)")
+    module = parse_wat(
+        "(func (i32.const 0xffffffff) (i64.const 0x8000000000000000) drop drop)"
+    )
     consts = [i.imm for i in module.funcs[0].body if i.op in (0x41, 0x42)]
     assert consts == [-1, -(1 << 63)]
 
@@ -277,28 +349,31 @@ def test_comments_annotations_and_string_ids():
     assert module.names.func_names[0] == "my func"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("(func (i32.const 0x1_0000_0000) drop)", "constant out of range"),
-    ("(func (f32.const 1e39) drop)", "constant out of range"),
-    ("(func (i32.foo))", "unknown operator"),
-    ("(func (br $nowhere))", "unknown label"),
-    ("(func $f) (func $f)", "duplicate func"),
-    ("(func (param $x i32) (local $x i32))", "duplicate local"),
-    ("(func (local.get $y))", "unknown local"),
-    ("(func (call $nope))", "unknown func"),
-    ("(func block end $l)", "mismatching label"),
-    ("(func end)", "unexpected token"),
-    ("(func block)", "unexpected end"),
-    ("(func (i32.const 0)", "unclosed"),
-    ('(data "\\q")', "illegal escape"),
-    ('(data "abc', "unclosed string"),
-    ("(func) \x01", "illegal character"),
-    ("(func $)", "unexpected token"),
-    ("(@ x)", "empty annotation id"),
-    ("(@x (y)", "unclosed annotation"),
-    ("(start 0) (start 0) (func)", "multiple start sections"),
-    ("(memory 1) (func (drop (i32.load align=3 (i32.const 0))))", "alignment"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("(func (i32.const 0x1_0000_0000) drop)", "constant out of range"),
+        ("(func (f32.const 1e39) drop)", "constant out of range"),
+        ("(func (i32.foo))", "unknown operator"),
+        ("(func (br $nowhere))", "unknown label"),
+        ("(func $f) (func $f)", "duplicate func"),
+        ("(func (param $x i32) (local $x i32))", "duplicate local"),
+        ("(func (local.get $y))", "unknown local"),
+        ("(func (call $nope))", "unknown func"),
+        ("(func block end $l)", "mismatching label"),
+        ("(func end)", "unexpected token"),
+        ("(func block)", "unexpected end"),
+        ("(func (i32.const 0)", "unclosed"),
+        ('(data "\\q")', "illegal escape"),
+        ('(data "abc', "unclosed string"),
+        ("(func) \x01", "illegal character"),
+        ("(func $)", "unexpected token"),
+        ("(@ x)", "empty annotation id"),
+        ("(@x (y)", "unclosed annotation"),
+        ("(start 0) (start 0) (func)", "multiple start sections"),
+        ("(memory 1) (func (drop (i32.load align=3 (i32.const 0))))", "alignment"),
+    ],
+)
 def test_malformed_text_rejected(text, message):
     with pytest.raises(WatSyntaxError, match=message) as info:
         parse_wat(text)
@@ -306,7 +381,9 @@ def test_malformed_text_rejected(text, message):
 
 
 def test_line_comment_ends_at_carriage_return():
-    module = parse_wat("(func (result i32) (i32.const 1) ;; note\r (return (i32.const 2)))")
+    module = parse_wat(
+        "(func (result i32) (i32.const 1) ;; note\r (return (i32.const 2)))"
+    )
     assert ops(module.funcs[0].body)[1:3] == [("i32.const", 2), ("return", None)]
 
 
@@ -314,11 +391,16 @@ def test_deeply_nested_folded_instructions():
     depth = 20_000
     blocks = parse_wat("(func " + "(block " * depth + ")" * depth + ")")
     assert len(blocks.funcs[0].body) == 2 * depth + 1
-    sums = parse_wat("(func (result i32) " + "(i32.add (i32.const 1) " * depth
-                     + "(i32.const 0)" + ")" * depth + ")")
+    sums = parse_wat(
+        "(func (result i32) "
+        + "(i32.add (i32.const 1) " * depth
+        + "(i32.const 0)"
+        + ")" * depth
+        + ")"
+    )
     body = ops(sums.funcs[0].body)
     assert body[:3] == [("i32.const", 1), ("i32.const", 1), ("i32.const", 1)]
-    assert body[depth:depth + 2] == [("i32.const", 0), ("i32.add", None)]
+    assert body[depth : depth + 2] == [("i32.const", 0), ("i32.add", None)]
     assert len(body) == 2 * depth + 2
 
 
@@ -350,14 +432,27 @@ def test_every_opcode_name_parses():
         if name in skip:
             continue
         imm = {
-            opcodes.Imm.NONE: "", opcodes.Imm.LABEL: "0", opcodes.Imm.BR_TABLE: "0",
-            opcodes.Imm.FUNC: "0", opcodes.Imm.CALL_INDIRECT: "(type 0)",
-            opcodes.Imm.LOCAL: "0", opcodes.Imm.GLOBAL: "0", opcodes.Imm.TABLE: "0",
-            opcodes.Imm.MEMARG: "", opcodes.Imm.MEMORY: "", opcodes.Imm.I32: "1",
-            opcodes.Imm.I64: "1", opcodes.Imm.F32: "1", opcodes.Imm.F64: "1",
-            opcodes.Imm.REF_TYPE: "func", opcodes.Imm.DATA: "0", opcodes.Imm.ELEM: "0",
-            opcodes.Imm.MEMORY_INIT: "0", opcodes.Imm.MEMORY_COPY: "",
-            opcodes.Imm.TABLE_INIT: "0", opcodes.Imm.TABLE_COPY: "",
+            opcodes.Imm.NONE: "",
+            opcodes.Imm.LABEL: "0",
+            opcodes.Imm.BR_TABLE: "0",
+            opcodes.Imm.FUNC: "0",
+            opcodes.Imm.CALL_INDIRECT: "(type 0)",
+            opcodes.Imm.LOCAL: "0",
+            opcodes.Imm.GLOBAL: "0",
+            opcodes.Imm.TABLE: "0",
+            opcodes.Imm.MEMARG: "",
+            opcodes.Imm.MEMORY: "",
+            opcodes.Imm.I32: "1",
+            opcodes.Imm.I64: "1",
+            opcodes.Imm.F32: "1",
+            opcodes.Imm.F64: "1",
+            opcodes.Imm.REF_TYPE: "func",
+            opcodes.Imm.DATA: "0",
+            opcodes.Imm.ELEM: "0",
+            opcodes.Imm.MEMORY_INIT: "0",
+            opcodes.Imm.MEMORY_COPY: "",
+            opcodes.Imm.TABLE_INIT: "0",
+            opcodes.Imm.TABLE_COPY: "",
         }[info.imm]
         module = parse_wat(f"(func {name} {imm})")
         assert module.funcs[0].body[0].op == info.code, name
@@ -398,15 +493,18 @@ _ROUND_TRIP_MODULES = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("wasm-tools") is None, reason="wasm-tools is not installed")
+@pytest.mark.skipif(
+    shutil.which("wasm-tools") is None, reason="wasm-tools is not installed"
+)
 @pytest.mark.parametrize("source", _ROUND_TRIP_MODULES)
 def test_matches_wasm_tools_canonical_form(source, tmp_path):
     wat = tmp_path / "m.wat"
     wat.write_text(source)
     binary = tmp_path / "m.wasm"
     subprocess.run(["wasm-tools", "parse", str(wat), "-o", str(binary)], check=True)
-    printed = subprocess.run(["wasm-tools", "print", str(binary)], check=True,
-                             capture_output=True, text=True).stdout
+    printed = subprocess.run(
+        ["wasm-tools", "print", str(binary)], check=True, capture_output=True, text=True
+    ).stdout
     mine, canonical = parse_wat(source), parse_wat(printed)
     assert mine.types == canonical.types
     assert mine.imports == canonical.imports
@@ -415,8 +513,9 @@ def test_matches_wasm_tools_canonical_form(source, tmp_path):
     assert [f.locals for f in mine.funcs] == [f.locals for f in canonical.funcs]
     assert mine.start == canonical.start
     assert [d.init for d in mine.datas] == [d.init for d in canonical.datas]
-    assert [[ops(e) for e in s.init] for s in mine.elems] == \
-        [[ops(e) for e in s.init] for s in canonical.elems]
+    assert [[ops(e) for e in s.init] for s in mine.elems] == [
+        [ops(e) for e in s.init] for s in canonical.elems
+    ]
 
 
 # WAST scripts ---------------------------------------------------------------------------
@@ -442,10 +541,24 @@ def test_script_commands():
       (module definition $d (func))
     """)
     kinds = [c.kind for c in commands]
-    assert kinds == ["module", "module", "module", "register", "assert_return",
-                     "assert_return", "assert_return", "assert_trap", "assert_exhaustion",
-                     "assert_malformed", "assert_invalid", "assert_unlinkable",
-                     "assert_uninstantiable", "skip", "action", "skip"]
+    assert kinds == [
+        "module",
+        "module",
+        "module",
+        "register",
+        "assert_return",
+        "assert_return",
+        "assert_return",
+        "assert_trap",
+        "assert_exhaustion",
+        "assert_malformed",
+        "assert_invalid",
+        "assert_unlinkable",
+        "assert_uninstantiable",
+        "skip",
+        "action",
+        "skip",
+    ]
     assert commands[0].module.name == "$m"
     assert commands[1].module.data == b"\x00asm\x01\x00\x00\x00"
     assert commands[2].module.parse_text().funcs
@@ -460,13 +573,16 @@ def test_script_commands():
 
 
 def test_script_text_module_parses_lazily():
-    commands = parse_script('(assert_malformed (module (func (i32.const 1 2))) "unexpected")')
+    commands = parse_script(
+        '(assert_malformed (module (func (i32.const 1 2))) "unexpected")'
+    )
     with pytest.raises(WatSyntaxError):
         commands[0].module.parse_text()
 
 
 def structure(module):
     """Return the parts of a module that the text and binary forms must agree on."""
+
     def instrs(body):
         return [(i.op, i.imm) for i in body]
 
@@ -479,21 +595,37 @@ def structure(module):
         "globals": [(g.type, instrs(g.init)) for g in module.globals],
         "exports": module.exports,
         "start": module.start,
-        "elems": [(e.elem_type, [instrs(x) for x in e.init], e.mode, e.table_index,
-                   instrs(e.offset or [])) for e in module.elems],
-        "datas": [(d.init, d.mode, d.memory_index, instrs(d.offset or []))
-                  for d in module.datas],
+        "elems": [
+            (
+                e.elem_type,
+                [instrs(x) for x in e.init],
+                e.mode,
+                e.table_index,
+                instrs(e.offset or []),
+            )
+            for e in module.elems
+        ],
+        "datas": [
+            (d.init, d.mode, d.memory_index, instrs(d.offset or []))
+            for d in module.datas
+        ],
         "data_count": module.data_count,
     }
 
 
-@pytest.mark.skipif(shutil.which("wasm-tools") is None, reason="wasm-tools is not installed")
-@pytest.mark.parametrize("source", _ROUND_TRIP_MODULES + [
-    """(module (memory 1) (data $d "abc")
+@pytest.mark.skipif(
+    shutil.which("wasm-tools") is None, reason="wasm-tools is not installed"
+)
+@pytest.mark.parametrize(
+    "source",
+    _ROUND_TRIP_MODULES
+    + [
+        """(module (memory 1) (data $d "abc")
         (table 3 funcref) (elem $e funcref (ref.func 0) (ref.null func))
         (func (memory.init $d (i32.const 0) (i32.const 0) (i32.const 1)) (data.drop $d)
               (table.init $e (i32.const 0) (i32.const 0) (i32.const 1)) (elem.drop $e)))""",
-])
+    ],
+)
 def test_matches_decoded_wasm_tools_binary(source, tmp_path):
     from wasmtee.binary import decode_module
 
@@ -525,13 +657,48 @@ _FUZZ_SEED = """(module
   (data (i32.const 8) "\\01\\u{41}")
   (start $g2) (func $g2))"""
 
-_FUZZ_TOKENS = ["(", ")", "$f", "$nope", "0", "-1", "0x", "nan:0x1", '"s"', "block", "end",
-                "else", "then", "(then", "(param", "(result", "i32", "funcref", "offset=1",
-                "align=3", "(type", "(elem", "(data", "(@a", ";;", "(;", ";)", "\\", "\x00"]
+_FUZZ_TOKENS = [
+    "(",
+    ")",
+    "$f",
+    "$nope",
+    "0",
+    "-1",
+    "0x",
+    "nan:0x1",
+    '"s"',
+    "block",
+    "end",
+    "else",
+    "then",
+    "(then",
+    "(param",
+    "(result",
+    "i32",
+    "funcref",
+    "offset=1",
+    "align=3",
+    "(type",
+    "(elem",
+    "(data",
+    "(@a",
+    ";;",
+    "(;",
+    ";)",
+    "\\",
+    "\x00",
+]
 
 
-@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, len(_FUZZ_TOKENS) - 1),
-                          st.booleans()), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10_000), st.integers(0, len(_FUZZ_TOKENS) - 1), st.booleans()
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 @settings(max_examples=300, deadline=None)
 def test_mutated_text_raises_only_project_errors(edits):
     text = _FUZZ_SEED

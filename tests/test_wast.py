@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
-
-import argparse
 
 from wasmtee.cli import wast as wast_command
 from wasmtee.model import ValType
@@ -57,17 +56,24 @@ def test_nan_classes():
 def test_reference_results():
     assert matches(Expected("ref.null", ValType.FUNCREF), ValType.FUNCREF, None)
     assert not matches(Expected("ref.null", ValType.FUNCREF), ValType.FUNCREF, object())
-    assert matches(Expected("ref.extern", ValType.EXTERNREF, 3), ValType.EXTERNREF,
-                   ExternRef(3))
-    assert not matches(Expected("ref.extern", ValType.EXTERNREF, 3), ValType.EXTERNREF,
-                       ExternRef(4))
+    assert matches(
+        Expected("ref.extern", ValType.EXTERNREF, 3), ValType.EXTERNREF, ExternRef(3)
+    )
+    assert not matches(
+        Expected("ref.extern", ValType.EXTERNREF, 3), ValType.EXTERNREF, ExternRef(4)
+    )
     assert matches(Expected("ref.func", ValType.FUNCREF), ValType.FUNCREF, object())
     assert not matches(Expected("ref.func", ValType.FUNCREF), ValType.FUNCREF, None)
 
 
 def test_either_result():
-    either = Expected("either", alternatives=[Expected("value", ValType.I32, 1),
-                                             Expected("value", ValType.I32, 2)])
+    either = Expected(
+        "either",
+        alternatives=[
+            Expected("value", ValType.I32, 1),
+            Expected("value", ValType.I32, 2),
+        ],
+    )
     assert matches(either, ValType.I32, 2)
     assert not matches(either, ValType.I32, 3)
 
@@ -82,10 +88,13 @@ def run_text(tmp_path, text):
 
 
 def test_wrong_result_is_reported_with_line(tmp_path):
-    summary = run_text(tmp_path, """(module (func (export "f") (result i32) (i32.const 1)))
+    summary = run_text(
+        tmp_path,
+        """(module (func (export "f") (result i32) (i32.const 1)))
 (assert_return (invoke "f") (i32.const 1))
 (assert_return (invoke "f") (i32.const 2))
-""")
+""",
+    )
     assert (summary.passed, summary.failed, summary.skipped) == (1, 1, 0)
     failure = summary.failures[0]
     assert failure.line == 3
@@ -93,61 +102,79 @@ def test_wrong_result_is_reported_with_line(tmp_path):
 
 
 def test_trap_message_must_be_a_prefix(tmp_path):
-    summary = run_text(tmp_path, """(module (func (export "f") (unreachable)))
+    summary = run_text(
+        tmp_path,
+        """(module (func (export "f") (unreachable)))
 (assert_trap (invoke "f") "unreachable")
 (assert_trap (invoke "f") "integer overflow")
-""")
+""",
+    )
     assert (summary.passed, summary.failed) == (1, 1)
 
 
 def test_broken_module_fails_its_assertions(tmp_path):
-    summary = run_text(tmp_path, """(module (func (export "f") (result i32) (i64.const 1)))
+    summary = run_text(
+        tmp_path,
+        """(module (func (export "f") (result i32) (i64.const 1)))
 (assert_return (invoke "f") (i32.const 1))
-""")
+""",
+    )
     assert summary.failed == 2
     assert "failed to load" in summary.failures[1].reason
 
 
 def test_unsupported_module_skips_dependents(tmp_path):
-    summary = run_text(tmp_path, """(module (func (export "f") (drop (v128.const i32x4 0 0 0 0))))
+    summary = run_text(
+        tmp_path,
+        """(module (func (export "f") (drop (v128.const i32x4 0 0 0 0))))
 (assert_return (invoke "f"))
 (assert_return (invoke "f"))
 (module (func (export "g")))
 (assert_return (invoke "g"))
-""")
+""",
+    )
     assert (summary.passed, summary.failed, summary.skipped) == (1, 0, 3)
     assert summary.skip_reasons["unsupported feature: simd"] == 3
 
 
 def test_skipped_instantiation_skips_modified_imports(tmp_path):
-    summary = run_text(tmp_path, """(module $A (memory (export "m") 1)
+    summary = run_text(
+        tmp_path,
+        """(module $A (memory (export "m") 1)
   (func (export "peek") (result i32) (i32.load8_u (i32.const 0))))
 (register "A" $A)
 (assert_trap (module (memory (import "A" "m") 1) (memory 1)
   (data (memory 0) (i32.const 0) "x") (data (memory 1) (i32.const 65536) "y"))
   "out of bounds memory access")
 (assert_return (invoke $A "peek") (i32.const 0x78))
-""")
+""",
+    )
     assert (summary.passed, summary.failed, summary.skipped) == (0, 0, 2)
 
 
 def test_unparsable_module_skips_modified_imports(tmp_path):
-    summary = run_text(tmp_path, """(module $A (memory (export "m") 1)
+    summary = run_text(
+        tmp_path,
+        """(module $A (memory (export "m") 1)
   (func (export "peek") (result i32) (i32.load8_u (i32.const 0))))
 (register "A" $A)
 (module (memory (import "A" "m") 1) (data (i32.const 0) "x")
   (func (drop (v128.const i64x2 0 0))))
 (assert_return (invoke $A "peek") (i32.const 0x78))
-""")
+""",
+    )
     assert (summary.passed, summary.failed, summary.skipped) == (0, 0, 2)
 
 
 def test_skipped_module_instance_skips_its_uses(tmp_path):
-    summary = run_text(tmp_path, """(module definition $D (func (export "f")))
+    summary = run_text(
+        tmp_path,
+        """(module definition $D (func (export "f")))
 (module instance $I $D)
 (register "I" $I)
 (assert_return (invoke $I "f"))
-""")
+""",
+    )
     assert (summary.passed, summary.failed, summary.skipped) == (0, 0, 3)
 
 
@@ -183,15 +210,19 @@ def cli_main(argv):
 
 def test_cli_summary_and_exit_status(tmp_path, capsys):
     good = tmp_path / "good.wast"
-    good.write_text('(module (func (export "f")))\n(assert_return (invoke "f"))\n'
-                    '(assert_return (invoke "f") (v128.const i64x2 0 0))\n')
+    good.write_text(
+        '(module (func (export "f")))\n(assert_return (invoke "f"))\n'
+        '(assert_return (invoke "f") (v128.const i64x2 0 0))\n'
+    )
     assert cli_main(["wast", str(good)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "1 passed, 0 failed, 1 skipped"
     assert "skipped 1: unsupported feature: simd" in lines
 
     bad = tmp_path / "bad.wast"
-    bad.write_text('(module (func (export "f")))\n(assert_trap (invoke "f") "unreachable")\n')
+    bad.write_text(
+        '(module (func (export "f")))\n(assert_trap (invoke "f") "unreachable")\n'
+    )
     assert cli_main(["wast", str(bad)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "0 passed, 1 failed, 0 skipped"

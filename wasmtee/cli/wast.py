@@ -17,14 +17,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'N passed, M failed, K skipped'. Exits with status 0 only when nothing failed.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a .wast script")
-    parser.add_argument("--tier", choices=["python", "llvm"], default="python",
-                        help="execution tier that runs the modules (default: python)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_COMMAND_TIMEOUT,
-                        metavar="SECONDS",
-                        help="interrupt and fail a command that runs longer than this "
-                        f"(default: {DEFAULT_COMMAND_TIMEOUT:.0f})")
-    parser.add_argument("--per-file", action="store_true",
-                        help="also print one count line per script")
+    parser.add_argument(
+        "--tier",
+        choices=["python", "llvm"],
+        default="python",
+        help="execution tier that runs the modules (default: python)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_COMMAND_TIMEOUT,
+        metavar="SECONDS",
+        help="interrupt and fail a command that runs longer than this "
+        f"(default: {DEFAULT_COMMAND_TIMEOUT:.0f})",
+    )
+    parser.add_argument(
+        "--per-file", action="store_true", help="also print one count line per script"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -41,7 +41,9 @@ class Backend:
         if engine is None:
             # Interruption lets the runner stop a command that runs too long.
             engine = Engine(Config(tier=tier, epoch_interruption=True))
-            engine.tier  # load now: an unavailable tier raises UsageError here, once
+            _ = (
+                engine.tier
+            )  # load now: an unavailable tier raises UsageError here, once
             _ENGINES[tier] = engine
         self.tier = tier
         self.store = Store(engine)
@@ -67,7 +69,9 @@ class Backend:
     def spectest(self) -> object:
         return self._spectest
 
-    def instantiate(self, module: Module, info: object, externs: list[object]) -> object:
+    def instantiate(
+        self, module: Module, info: object, externs: list[object]
+    ) -> object:
         return instantiate(self.store, module, info, externs)
 
     def export(self, instance: Any, name: str) -> object | None:
@@ -79,7 +83,9 @@ class Backend:
         if len(args) != len(func_type.params):
             from wasmtee.errors import UsageError
 
-            raise UsageError(f"expected {len(func_type.params)} arguments, got {len(args)}")
+            raise UsageError(
+                f"expected {len(func_type.params)} arguments, got {len(args)}"
+            )
         result = func.call(*args)
         results = list(func_type.results)
         if not results:

@@ -60,7 +60,11 @@ def describe_expected(expected: Expected) -> str:
     if expected.kind in ("nan:canonical", "nan:arithmetic"):
         return f"{expected.type.text}:{expected.kind}"  # type: ignore[union-attr]
     if expected.kind == "either":
-        return "either(" + ", ".join(describe_expected(e) for e in expected.alternatives) + ")"
+        return (
+            "either("
+            + ", ".join(describe_expected(e) for e in expected.alternatives)
+            + ")"
+        )
     if expected.kind == "ref.extern" and expected.bits is not None:
         return f"ref.extern {expected.bits}"
     return expected.kind
@@ -73,7 +77,11 @@ def matches(expected: Expected, val_type: ValType | None, raw: object) -> bool:
         return any(matches(alt, val_type, raw) for alt in expected.alternatives)
     if kind == "value":
         if expected.type in (ValType.I32, ValType.I64):
-            return isinstance(raw, int) and not isinstance(raw, bool) and raw == expected.bits
+            return (
+                isinstance(raw, int)
+                and not isinstance(raw, bool)
+                and raw == expected.bits
+            )
         return float_bits(expected.type, raw) == expected.bits  # type: ignore[arg-type]
     if kind in ("nan:canonical", "nan:arithmetic"):
         bits = float_bits(expected.type, raw)  # type: ignore[arg-type]
@@ -82,7 +90,10 @@ def matches(expected: Expected, val_type: ValType | None, raw: object) -> bool:
         if expected.type is ValType.F32:
             exponent_and_quiet, payload_mask = 0x7FC0_0000, 0x003F_FFFF
         else:
-            exponent_and_quiet, payload_mask = 0x7FF8_0000_0000_0000, 0x0007_FFFF_FFFF_FFFF
+            exponent_and_quiet, payload_mask = (
+                0x7FF8_0000_0000_0000,
+                0x0007_FFFF_FFFF_FFFF,
+            )
         if bits & exponent_and_quiet != exponent_and_quiet:
             return False
         return kind == "nan:arithmetic" or bits & payload_mask == 0

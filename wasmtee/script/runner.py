@@ -21,12 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasmtee.errors import (
-    DecodeError, LinkError, Trap, TrapCode, UnsupportedFeature, ValidationError,
-    WasmteeError, WatSyntaxError,
+    DecodeError,
+    LinkError,
+    Trap,
+    TrapCode,
+    UnsupportedFeature,
+    ValidationError,
+    WasmteeError,
+    WatSyntaxError,
 )
 from wasmtee.model import Module, SegmentMode
 from wasmtee.script.backend import Backend
-from wasmtee.script.results import describe_expected, describe_raw, matches, raw_argument
+from wasmtee.script.results import (
+    describe_expected,
+    describe_raw,
+    matches,
+    raw_argument,
+)
 from wasmtee.text.wast import Action, Command, ScriptModule, parse_script
 
 log = logging.getLogger(__name__)
@@ -95,7 +106,9 @@ class _Watchdog:
         self.timeout = timeout
         self.started: float | None = None
         self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.watch, name="wast-watchdog", daemon=True)
+        self.thread = threading.Thread(
+            target=self.watch, name="wast-watchdog", daemon=True
+        )
         self.thread.start()
 
     def watch(self) -> None:
@@ -103,7 +116,9 @@ class _Watchdog:
         while not self.stopped.wait(interval):
             started = self.started
             if started is not None and time.monotonic() - started > self.timeout:
-                log.warning("interrupting a command that ran longer than %.0fs", self.timeout)
+                log.warning(
+                    "interrupting a command that ran longer than %.0fs", self.timeout
+                )
                 self.backend.interrupt()
                 self.started = None
 
@@ -115,8 +130,9 @@ class _Watchdog:
 class ScriptRunner:
     """Runs the commands of one script in a fresh store."""
 
-    def __init__(self, file: str, backend: Backend,
-                 timeout: float = DEFAULT_COMMAND_TIMEOUT) -> None:
+    def __init__(
+        self, file: str, backend: Backend, timeout: float = DEFAULT_COMMAND_TIMEOUT
+    ) -> None:
         self.file = file
         self.backend = backend
         self.timeout = timeout
@@ -167,8 +183,10 @@ class ScriptRunner:
             self.fail(command.line, f"{command.kind}: Python RecursionError escaped")
         except Exception as exc:  # a bug in another layer must not stop the script
             log.debug("internal error at %s:%d", self.file, command.line, exc_info=True)
-            self.fail(command.line,
-                      f"{command.kind}: internal error: {type(exc).__name__}: {exc}")
+            self.fail(
+                command.line,
+                f"{command.kind}: internal error: {type(exc).__name__}: {exc}",
+            )
 
     def run_command(self, command: Command) -> None:
         kind = command.kind
@@ -226,10 +244,13 @@ class ScriptRunner:
             raise
         except WasmteeError as exc:
             slot.failed_line = command.line
-            raise _Outcome(f"module failed to load: {type(exc).__name__}: {exc}") from None
+            raise _Outcome(
+                f"module failed to load: {type(exc).__name__}: {exc}"
+            ) from None
 
-    def load(self, script_module: ScriptModule, may_modify: bool = True
-             ) -> tuple[Module, object]:
+    def load(
+        self, script_module: ScriptModule, may_modify: bool = True
+    ) -> tuple[Module, object]:
         """Parse or decode, then validate a script module that is to be instantiated.
 
         `may_modify` is False when its instantiation cannot write to imports,
@@ -249,7 +270,9 @@ class ScriptRunner:
             return module, self.backend.validate(module)
         except UnsupportedFeature as exc:
             if may_modify:
-                self.skip_modified_imports(module, f"unsupported feature: {exc.feature}")
+                self.skip_modified_imports(
+                    module, f"unsupported feature: {exc.feature}"
+                )
             raise
 
     def skip_modified_imports(self, module: Module, reason: str) -> None:
@@ -259,8 +282,9 @@ class ScriptRunner:
         imported instances' memories, tables or globals, so what later
         assertions observe there is unknown.
         """
-        has_segments = any(seg.mode is SegmentMode.ACTIVE for seg in module.elems) or \
-            any(seg.mode is SegmentMode.ACTIVE for seg in module.datas)
+        has_segments = any(
+            seg.mode is SegmentMode.ACTIVE for seg in module.elems
+        ) or any(seg.mode is SegmentMode.ACTIVE for seg in module.datas)
         if module.start is None and not has_segments:
             return
         self.skip_registered({imp.module for imp in module.imports}, reason)
@@ -277,12 +301,14 @@ class ScriptRunner:
         for imp in module.imports:
             slot = self.registered.get(imp.module)
             if slot is None:
-                raise LinkError(f"unknown import: module \"{imp.module}\" is not registered "
-                                f"[{imp.module}.{imp.name}]")
+                raise LinkError(
+                    f'unknown import: module "{imp.module}" is not registered '
+                    f"[{imp.module}.{imp.name}]"
+                )
             if slot.skip_reason is not None:
                 raise _Outcome(slot.skip_reason, skip=True)
             if slot.instance is None:
-                raise LinkError(f"unknown import: module \"{imp.module}\" failed to load")
+                raise LinkError(f'unknown import: module "{imp.module}" failed to load')
             extern = self.backend.export(slot.instance, imp.name)
             if extern is None:
                 raise LinkError(f"unknown import [{imp.module}.{imp.name}]")
@@ -310,9 +336,11 @@ class ScriptRunner:
         instance = self.instance_for(action.module)
         extern = self.backend.export(instance, action.name)
         if extern is None:
-            raise _Outcome(f"unknown export \"{action.name}\"")
+            raise _Outcome(f'unknown export "{action.name}"')
         if action.kind == "get":
-            return [self.backend.global_value(extern)], [self.backend.global_type(extern)]
+            return [self.backend.global_value(extern)], [
+                self.backend.global_type(extern)
+            ]
         args = [raw_argument(value) for value in action.args]
         return self.backend.call(extern, args)
 
@@ -327,8 +355,10 @@ class ScriptRunner:
             raise _Outcome(f"expected {len(expected)} results, got {len(results)}")
         for index, (want, raw, val_type) in enumerate(zip(expected, results, types)):
             if not matches(want, val_type, raw):
-                raise _Outcome(f"result {index}: expected {describe_expected(want)}, "
-                               f"got {describe_raw(val_type, raw)}")
+                raise _Outcome(
+                    f"result {index}: expected {describe_expected(want)}, "
+                    f"got {describe_raw(val_type, raw)}"
+                )
 
     def assert_trap(self, command: Command) -> None:
         if command.module is not None:
@@ -339,15 +369,18 @@ class ScriptRunner:
             results, types = self.perform(command.action)
         except Trap as exc:
             self.check_message(command, str(exc))
-            if command.kind == "assert_exhaustion" and exc.code is not TrapCode.STACK_EXHAUSTED:
-                raise _Outcome(f"expected stack exhaustion, got trap \"{exc}\"") from None
+            if (
+                command.kind == "assert_exhaustion"
+                and exc.code is not TrapCode.STACK_EXHAUSTED
+            ):
+                raise _Outcome(f'expected stack exhaustion, got trap "{exc}"') from None
             return
         described = ", ".join(describe_raw(t, r) for r, t in zip(results, types))
-        raise _Outcome(f"expected trap \"{command.message}\", got results [{described}]")
+        raise _Outcome(f'expected trap "{command.message}", got results [{described}]')
 
     def check_message(self, command: Command, actual: str) -> None:
         if not actual.startswith(command.message):
-            raise _Outcome(f"expected error \"{command.message}\", got \"{actual}\"")
+            raise _Outcome(f'expected error "{command.message}", got "{actual}"')
 
     def assert_malformed(self, command: Command) -> None:
         script_module = command.module
@@ -365,9 +398,10 @@ class ScriptRunner:
         except UnsupportedFeature as exc:
             raise _Outcome(f"unsupported feature: {exc.feature}", skip=True) from None
         except ValidationError as exc:
-            raise _Outcome(f"expected malformed \"{command.message}\", "
-                           f"got invalid \"{exc}\"") from None
-        raise _Outcome(f"expected malformed \"{command.message}\", module loaded")
+            raise _Outcome(
+                f'expected malformed "{command.message}", got invalid "{exc}"'
+            ) from None
+        raise _Outcome(f'expected malformed "{command.message}", module loaded')
 
     def load_unvalidated(self, script_module: ScriptModule) -> Module:
         if script_module.kind == "binary":
@@ -386,20 +420,25 @@ class ScriptRunner:
             self.check_message(command, exc.message)
             return
         except (WatSyntaxError, DecodeError) as exc:
-            raise _Outcome(f"expected invalid \"{command.message}\", "
-                           f"got malformed \"{exc}\"") from None
-        raise _Outcome(f"expected invalid \"{command.message}\", module validated")
+            raise _Outcome(
+                f'expected invalid "{command.message}", got malformed "{exc}"'
+            ) from None
+        raise _Outcome(f'expected invalid "{command.message}", module validated')
 
     def assert_instantiation_fails(self, command: Command) -> None:
         """Check assert_unlinkable, assert_uninstantiable and assert_trap on a module."""
         script_module = command.module
         assert script_module is not None
         try:
-            loaded = self.load(script_module, may_modify=command.kind != "assert_unlinkable")
+            loaded = self.load(
+                script_module, may_modify=command.kind != "assert_unlinkable"
+            )
         except UnsupportedFeature as exc:
             raise _Outcome(f"unsupported feature: {exc.feature}", skip=True) from None
         except WasmteeError as exc:
-            raise _Outcome(f"module failed to load: {type(exc).__name__}: {exc}") from None
+            raise _Outcome(
+                f"module failed to load: {type(exc).__name__}: {exc}"
+            ) from None
         expected_error = LinkError if command.kind == "assert_unlinkable" else Trap
         try:
             self.instantiate(loaded)
@@ -407,27 +446,35 @@ class ScriptRunner:
             self.check_message(command, str(exc))
             return
         except WasmteeError as exc:
-            raise _Outcome(f"expected {expected_error.__name__} \"{command.message}\", "
-                           f"got {type(exc).__name__} \"{exc}\"") from None
-        raise _Outcome(f"expected {expected_error.__name__} \"{command.message}\", "
-                       "module instantiated")
+            raise _Outcome(
+                f'expected {expected_error.__name__} "{command.message}", '
+                f'got {type(exc).__name__} "{exc}"'
+            ) from None
+        raise _Outcome(
+            f'expected {expected_error.__name__} "{command.message}", '
+            "module instantiated"
+        )
 
 
-def run_script_text(text: str, file: str, backend: Backend,
-                    timeout: float = DEFAULT_COMMAND_TIMEOUT) -> Summary:
+def run_script_text(
+    text: str, file: str, backend: Backend, timeout: float = DEFAULT_COMMAND_TIMEOUT
+) -> Summary:
     """Run the script in `text`; a malformed script counts as one failure."""
     try:
         commands = parse_script(text)
     except WatSyntaxError as exc:
         summary = Summary()
         summary.failed = 1
-        summary.failures.append(Failure(file, exc.line or 0, f"malformed script: {exc}"))
+        summary.failures.append(
+            Failure(file, exc.line or 0, f"malformed script: {exc}")
+        )
         return summary
     return ScriptRunner(file, backend, timeout).run(commands)
 
 
-def run_script_file(path: str | Path, tier: str = "python",
-                    timeout: float = DEFAULT_COMMAND_TIMEOUT) -> Summary:
+def run_script_file(
+    path: str | Path, tier: str = "python", timeout: float = DEFAULT_COMMAND_TIMEOUT
+) -> Summary:
     """Run one .wast file on `tier` ("python" or "llvm") in a fresh store.
 
     A command that runs longer than `timeout` seconds is interrupted and fails.
@@ -437,11 +484,15 @@ def run_script_file(path: str | Path, tier: str = "python",
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         summary = Summary(failed=1)
-        summary.failures.append(Failure(str(path), 0, f"malformed UTF-8 encoding: {exc}"))
+        summary.failures.append(
+            Failure(str(path), 0, f"malformed UTF-8 encoding: {exc}")
+        )
         return summary
     except OSError as exc:
         summary = Summary(failed=1)
-        summary.failures.append(Failure(str(path), 0, f"cannot read the script: {exc.strerror}"))
+        summary.failures.append(
+            Failure(str(path), 0, f"cannot read the script: {exc.strerror}")
+        )
         return summary
     start = time.perf_counter()
     backend = Backend(tier)

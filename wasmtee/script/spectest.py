@@ -12,7 +12,13 @@ from __future__ import annotations
 import logging
 
 from wasmtee.model import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
-from wasmtee.runtime import GlobalInstance, HostFunction, MemoryInstance, Store, TableInstance
+from wasmtee.runtime import (
+    GlobalInstance,
+    HostFunction,
+    MemoryInstance,
+    Store,
+    TableInstance,
+)
 from wasmtee.values import round_f32
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,9 @@ def spectest_exports(store: Store) -> dict[str, object]:
     exports: dict[str, object] = {}
     for name, params in PRINT_FUNCTIONS.items():
         func_type = store.intern_type(FuncType(params, ()))
-        exports[name] = HostFunction(func_type, _make_print(name), name=f"spectest.{name}")
+        exports[name] = HostFunction(
+            func_type, _make_print(name), name=f"spectest.{name}"
+        )
     exports["global_i32"] = GlobalInstance(GlobalType(I32, False), 666)
     exports["global_i64"] = GlobalInstance(GlobalType(I64, False), 666)
     exports["global_f32"] = GlobalInstance(GlobalType(F32, False), round_f32(666.6))

@@ -25,9 +25,14 @@ def parse_wat(text: str) -> Module:
         pos = 1
         if pos < len(items) and getattr(items[pos], "kind", None) == ID:
             pos += 1
-        if pos < len(items) and getattr(items[pos], "text", None) in ("binary", "quote"):
-            raise source.error("unexpected token: binary and quote modules belong in scripts",
-                               items[pos].offset)
+        if pos < len(items) and getattr(items[pos], "text", None) in (
+            "binary",
+            "quote",
+        ):
+            raise source.error(
+                "unexpected token: binary and quote modules belong in scripts",
+                items[pos].offset,
+            )
         return parse_module_fields(source, items[pos:])
     for node in nodes:
         if isinstance(node, SList) and node.head() == "module":
@@ -44,4 +49,4 @@ def parse_wat_bytes(data: bytes) -> Module:
     return parse_wat(text)
 
 
-__all__ = ["parse_wat", "parse_wat_bytes", "WatSyntaxError"]
+__all__ = ["WatSyntaxError", "parse_wat", "parse_wat_bytes"]

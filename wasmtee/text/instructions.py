@@ -14,7 +14,13 @@ from wasmtee import opcodes
 from wasmtee.errors import UnsupportedFeature
 from wasmtee.model import Instr, ValType
 from wasmtee.opcodes import BY_NAME, Imm
-from wasmtee.text.numbers import F32, F64, int_literal_bits, parse_float_bits, parse_uint
+from wasmtee.text.numbers import (
+    F32,
+    F64,
+    int_literal_bits,
+    parse_float_bits,
+    parse_uint,
+)
 from wasmtee.text.sexpr import ID, KEYWORD, Atom, Node, SList
 
 if TYPE_CHECKING:
@@ -23,16 +29,35 @@ if TYPE_CHECKING:
 # Mnemonic prefixes of later proposals, mapped to the feature name that
 # `UnsupportedFeature` reports.
 _FEATURE_PREFIXES = [
-    ("v128.", "simd"), ("i8x16.", "simd"), ("i16x8.", "simd"), ("i32x4.", "simd"),
-    ("i64x2.", "simd"), ("f32x4.", "simd"), ("f64x2.", "simd"),
-    ("return_call", "tail-call"), ("struct.", "gc"), ("array.", "gc"),
-    ("i31.", "gc"), ("ref.test", "gc"), ("ref.cast", "gc"), ("br_on_cast", "gc"),
-    ("any.convert", "gc"), ("extern.convert", "gc"), ("ref.eq", "gc"),
-    ("ref.i31", "gc"), ("call_ref", "function-references"),
-    ("ref.as_non_null", "function-references"), ("br_on_null", "function-references"),
-    ("br_on_non_null", "function-references"), ("try", "exceptions"),
-    ("catch", "exceptions"), ("throw", "exceptions"), ("rethrow", "exceptions"),
-    ("delegate", "exceptions"), ("memory.atomic", "threads"), ("atomic.fence", "threads"),
+    ("v128.", "simd"),
+    ("i8x16.", "simd"),
+    ("i16x8.", "simd"),
+    ("i32x4.", "simd"),
+    ("i64x2.", "simd"),
+    ("f32x4.", "simd"),
+    ("f64x2.", "simd"),
+    ("return_call", "tail-call"),
+    ("struct.", "gc"),
+    ("array.", "gc"),
+    ("i31.", "gc"),
+    ("ref.test", "gc"),
+    ("ref.cast", "gc"),
+    ("br_on_cast", "gc"),
+    ("any.convert", "gc"),
+    ("extern.convert", "gc"),
+    ("ref.eq", "gc"),
+    ("ref.i31", "gc"),
+    ("call_ref", "function-references"),
+    ("ref.as_non_null", "function-references"),
+    ("br_on_null", "function-references"),
+    ("br_on_non_null", "function-references"),
+    ("try", "exceptions"),
+    ("catch", "exceptions"),
+    ("throw", "exceptions"),
+    ("rethrow", "exceptions"),
+    ("delegate", "exceptions"),
+    ("memory.atomic", "threads"),
+    ("atomic.fence", "threads"),
 ]
 
 
@@ -55,7 +80,7 @@ def unsupported_operator(name: str) -> str | None:
 class FunctionContext:
     """Names visible inside one function body: locals and the enclosing labels."""
 
-    __slots__ = ("local_ids", "labels")
+    __slots__ = ("labels", "local_ids")
 
     def __init__(self, local_ids: dict[bytes, int]) -> None:
         self.local_ids = local_ids
@@ -71,14 +96,21 @@ class InstructionParser:
 
     # Sequences --------------------------------------------------------------
 
-    def parse_body(self, items: list[Node], pos: int, ctx: FunctionContext,
-                   out: list[Instr]) -> None:
+    def parse_body(
+        self, items: list[Node], pos: int, ctx: FunctionContext, out: list[Instr]
+    ) -> None:
         """Parse items[pos:] as a complete expression and append the final `end`."""
         self.parse_seq(items, pos, ctx, out, len(ctx.labels))
         out.append(Instr(opcodes.END))
 
-    def parse_seq(self, items: list[Node], pos: int, ctx: FunctionContext,
-                  out: list[Instr], depth: int) -> None:
+    def parse_seq(
+        self,
+        items: list[Node],
+        pos: int,
+        ctx: FunctionContext,
+        out: list[Instr],
+        depth: int,
+    ) -> None:
         """Parse items[pos:] as an instruction sequence that must leave `depth` labels open.
 
         Folded instructions nest without limit, so they are unfolded with an
@@ -104,8 +136,13 @@ class InstructionParser:
             else:
                 raise AssertionError(f"unknown parser task {kind}")
 
-    def run_seq_task(self, task: tuple, ctx: FunctionContext, out: list[Instr],  # type: ignore[type-arg]
-                     tasks: list[tuple]) -> None:  # type: ignore[type-arg]
+    def run_seq_task(
+        self,
+        task: tuple,
+        ctx: FunctionContext,
+        out: list[Instr],  # type: ignore[type-arg]
+        tasks: list[tuple],
+    ) -> None:  # type: ignore[type-arg]
         """Parse plain instructions until the next folded one, which becomes a task."""
         _, items, pos, depth = task
         count = len(items)
@@ -118,16 +155,22 @@ class InstructionParser:
             pos = self.parse_plain(items, pos, ctx, out, depth)
         if len(ctx.labels) != depth:
             where = items[-1] if items else None
-            raise self.mp.error("unexpected end of input: missing \"end\"", where)
+            raise self.mp.error('unexpected end of input: missing "end"', where)
 
     # Plain instructions ---------------------------------------------------------
 
-    def parse_plain(self, items: list[Node], pos: int, ctx: FunctionContext,
-                    out: list[Instr], depth: int) -> int:
+    def parse_plain(
+        self,
+        items: list[Node],
+        pos: int,
+        ctx: FunctionContext,
+        out: list[Instr],
+        depth: int,
+    ) -> int:
         node = items[pos]
         assert isinstance(node, Atom)
         if node.kind != KEYWORD:
-            raise self.mp.error(f"unexpected token \"{node.text}\"", node)
+            raise self.mp.error(f'unexpected token "{node.text}"', node)
         name = node.text
         pos += 1
         if name in ("block", "loop", "if"):
@@ -138,12 +181,12 @@ class InstructionParser:
             return pos
         if name == "else" or name == "end":
             if len(ctx.labels) <= depth:
-                raise self.mp.error(f"unexpected token \"{name}\"", node)
+                raise self.mp.error(f'unexpected token "{name}"', node)
             label = ctx.labels[-1]
             if name == "else":
                 if_index = self.find_open_if(out)
                 if if_index is None:
-                    raise self.mp.error("unexpected token \"else\" outside \"if\"", node)
+                    raise self.mp.error('unexpected token "else" outside "if"', node)
                 out.append(Instr(opcodes.ELSE))
             else:
                 ctx.labels.pop()
@@ -171,12 +214,14 @@ class InstructionParser:
                 return None
         return None
 
-    def check_closing_label(self, items: list[Node], pos: int, label: bytes | None) -> int:
+    def check_closing_label(
+        self, items: list[Node], pos: int, label: bytes | None
+    ) -> int:
         if pos < len(items):
             node = items[pos]
             if isinstance(node, Atom) and node.kind == ID:
                 if label != node.value:
-                    raise self.mp.error(f"mismatching label \"{node.text}\"", node)
+                    raise self.mp.error(f'mismatching label "{node.text}"', node)
                 return pos + 1
         return pos
 
@@ -191,7 +236,7 @@ class InstructionParser:
         feature = unsupported_operator(node.text)
         if feature is not None:
             return UnsupportedFeature(feature, f"instruction {node.text}")
-        return self.mp.error(f"unknown operator \"{node.text}\"", node)
+        return self.mp.error(f'unknown operator "{node.text}"', node)
 
     # Folded instructions --------------------------------------------------------
 
@@ -199,8 +244,9 @@ class InstructionParser:
         """Parse one folded instruction with its operands."""
         self.parse_seq([node], 0, ctx, out, len(ctx.labels))
 
-    def expand_folded(self, node: SList, ctx: FunctionContext, out: list[Instr],
-                      tasks: list[tuple]) -> None:  # type: ignore[type-arg]
+    def expand_folded(
+        self, node: SList, ctx: FunctionContext, out: list[Instr], tasks: list[tuple]
+    ) -> None:  # type: ignore[type-arg]
         """Read a folded instruction's header and push tasks for its parts, last part first."""
         items = node.items
         if not items or not isinstance(items[0], Atom) or items[0].kind != KEYWORD:
@@ -224,13 +270,14 @@ class InstructionParser:
         operands = items[pos:]
         for operand in operands:
             if not isinstance(operand, SList):
-                raise self.mp.error(f"unexpected token \"{operand.text}\"", operand)
+                raise self.mp.error(f'unexpected token "{operand.text}"', operand)
         tasks.append((_EMIT, instr))
         for operand in reversed(operands):
             tasks.append((_FOLDED, operand))
 
-    def expand_folded_if(self, node: SList, ctx: FunctionContext,
-                         tasks: list[tuple]) -> None:  # type: ignore[type-arg]
+    def expand_folded_if(
+        self, node: SList, ctx: FunctionContext, tasks: list[tuple]
+    ) -> None:  # type: ignore[type-arg]
         items = node.items
         label, pos = self.read_label_id(items, 1)
         block_type, pos = self.mp.read_block_type(items, pos)
@@ -239,22 +286,22 @@ class InstructionParser:
         while pos < count:
             cond = items[pos]
             if not isinstance(cond, SList):
-                raise self.mp.error(f"unexpected token \"{cond.text}\"", cond)
+                raise self.mp.error(f'unexpected token "{cond.text}"', cond)
             if cond.head() == "then":
                 break
             conditions.append(cond)
             pos += 1
         else:
-            raise self.mp.error("unexpected token: missing \"then\" in \"if\"", node)
+            raise self.mp.error('unexpected token: missing "then" in "if"', node)
         then = items[pos]
         assert isinstance(then, SList)
         other = None
         if pos + 1 < count:
             other = items[pos + 1]
             if not isinstance(other, SList) or other.head() != "else":
-                raise self.mp.error("unexpected token after \"then\" clause", other)
+                raise self.mp.error('unexpected token after "then" clause', other)
         if pos + 2 < count:
-            raise self.mp.error("unexpected token after \"else\" clause", items[pos + 2])
+            raise self.mp.error('unexpected token after "else" clause', items[pos + 2])
         depth = len(ctx.labels) + 1
         tasks.append((_CLOSE,))
         if other is not None:
@@ -267,8 +314,14 @@ class InstructionParser:
 
     # Immediates -----------------------------------------------------------------
 
-    def read_immediates(self, info: opcodes.OpInfo, head: Atom, items: list[Node],
-                        pos: int, ctx: FunctionContext) -> tuple[Instr, int]:
+    def read_immediates(
+        self,
+        info: opcodes.OpInfo,
+        head: Atom,
+        items: list[Node],
+        pos: int,
+        ctx: FunctionContext,
+    ) -> tuple[Instr, int]:
         kind = info.imm
         code = info.code
         mp = self.mp
@@ -335,9 +388,13 @@ class InstructionParser:
             atom = mp.expect_atom(items, pos, head)
             return Instr(code, mp.elems.resolve(atom, mp)), pos + 1
         if kind is Imm.MEMORY_INIT:
-            return self.read_segment_init(code, head, items, pos, mp.mems, mp.datas, False)
+            return self.read_segment_init(
+                code, head, items, pos, mp.mems, mp.datas, False
+            )
         if kind is Imm.TABLE_INIT:
-            return self.read_segment_init(code, head, items, pos, mp.tables, mp.elems, True)
+            return self.read_segment_init(
+                code, head, items, pos, mp.tables, mp.elems, True
+            )
         if kind is Imm.MEMORY_COPY or kind is Imm.TABLE_COPY:
             space = mp.mems if kind is Imm.MEMORY_COPY else mp.tables
             if pos < len(items) and is_index_atom(items[pos]):
@@ -346,7 +403,7 @@ class InstructionParser:
                 src = space.resolve(atom, mp)
                 return Instr(code, (dst, src)), pos + 2
             return Instr(code, (0, 0)), pos
-        raise mp.error(f"unknown operator \"{head.text}\"", head)
+        raise mp.error(f'unknown operator "{head.text}"', head)
 
     def read_select(self, items: list[Node], pos: int) -> tuple[Instr, int]:
         types: list[ValType] = []
@@ -362,9 +419,16 @@ class InstructionParser:
             return Instr(opcodes.SELECT_T, tuple(types)), pos
         return Instr(opcodes.SELECT), pos
 
-    def read_segment_init(self, code: int, head: Atom, items: list[Node], pos: int,
-                          target_space: object, segment_space: object,
-                          table_first: bool) -> tuple[Instr, int]:
+    def read_segment_init(
+        self,
+        code: int,
+        head: Atom,
+        items: list[Node],
+        pos: int,
+        target_space: object,
+        segment_space: object,
+        table_first: bool,
+    ) -> tuple[Instr, int]:
         mp = self.mp
         first = mp.expect_atom(items, pos, head)
         if pos + 1 < len(items) and is_index_atom(items[pos + 1]):
@@ -381,8 +445,9 @@ class InstructionParser:
             raise UnsupportedFeature("multi-memory", f"memory index {target}")
         return Instr(code, segment), pos
 
-    def read_memarg(self, info: opcodes.OpInfo, head: Atom, items: list[Node],
-                    pos: int) -> tuple[Instr, int]:
+    def read_memarg(
+        self, info: opcodes.OpInfo, head: Atom, items: list[Node], pos: int
+    ) -> tuple[Instr, int]:
         mp = self.mp
         if pos < len(items) and is_index_atom(items[pos]):
             memory = mp.mems.resolve(items[pos], mp)  # type: ignore[arg-type]
@@ -393,23 +458,33 @@ class InstructionParser:
         align = info.natural_align
         if pos < len(items):
             node = items[pos]
-            if isinstance(node, Atom) and node.kind == KEYWORD and node.text.startswith("offset="):
+            if (
+                isinstance(node, Atom)
+                and node.kind == KEYWORD
+                and node.text.startswith("offset=")
+            ):
                 value = parse_uint(node.text[7:])
                 if value is None:
-                    raise mp.error(f"unknown operator \"{node.text}\"", node)
+                    raise mp.error(f'unknown operator "{node.text}"', node)
                 if value >= 1 << 64:
-                    raise mp.error(f"i64 constant out of range \"{node.text}\"", node)
+                    raise mp.error(f'i64 constant out of range "{node.text}"', node)
                 # Offsets of 2**32 and more are left for the validator to reject.
                 offset = value
                 pos += 1
         if pos < len(items):
             node = items[pos]
-            if isinstance(node, Atom) and node.kind == KEYWORD and node.text.startswith("align="):
+            if (
+                isinstance(node, Atom)
+                and node.kind == KEYWORD
+                and node.text.startswith("align=")
+            ):
                 value = parse_uint(node.text[6:])
                 if value is None:
-                    raise mp.error(f"unknown operator \"{node.text}\"", node)
+                    raise mp.error(f'unknown operator "{node.text}"', node)
                 if value <= 0 or value & (value - 1) or value >= 1 << 64:
-                    raise mp.error(f"alignment must be a power of two [{node.text}]", node)
+                    raise mp.error(
+                        f"alignment must be a power of two [{node.text}]", node
+                    )
                 align = value.bit_length() - 1
                 pos += 1
         return Instr(info.code, (align, offset)), pos

@@ -21,7 +21,7 @@ _NAN_PAYLOAD_RE = re.compile(rf"nan:0x({_HEX})")
 class FloatFormat:
     """An IEEE 754 binary format: significand bits (without the hidden bit) and exponent bits."""
 
-    __slots__ = ("mantissa_bits", "exponent_bits", "bias", "inf_bits", "sign_bit")
+    __slots__ = ("bias", "exponent_bits", "inf_bits", "mantissa_bits", "sign_bit")
 
     def __init__(self, mantissa_bits: int, exponent_bits: int) -> None:
         self.mantissa_bits = mantissa_bits
@@ -165,8 +165,8 @@ def _parse_magnitude(body: str) -> tuple[int, int] | None:
         if exponent + digits < -400:
             return 1, 1 << 2000
         if exponent >= 0:
-            return mantissa * 10 ** exponent, 1
-        return mantissa, 10 ** -exponent
+            return mantissa * 10**exponent, 1
+        return mantissa, 10**-exponent
     bits = mantissa.bit_length()
     if exponent + bits > 1100:
         return 1 << 2000, 1

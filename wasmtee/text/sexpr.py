@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import gc
 import re
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from wasmtee.errors import WatSyntaxError
 
@@ -39,6 +40,7 @@ def without_gc(function: _F) -> _F:
 
     return wrapper  # type: ignore[return-value]
 
+
 # Token kinds.
 KEYWORD = "keyword"
 ID = "id"
@@ -46,7 +48,9 @@ STRING = "string"
 RESERVED = "reserved"
 
 _IDCHARS = r"0-9A-Za-z!#$%&'*+\-./:<=>?@\\^_`|~"
-_STRING = r'"(?:[^"\\\x00-\x1f\x7f]|\\(?:[0-9a-fA-F]{2}|[tnr"\'\\]|u\{[0-9a-fA-F]+\}))*"'
+_STRING = (
+    r'"(?:[^"\\\x00-\x1f\x7f]|\\(?:[0-9a-fA-F]{2}|[tnr"\'\\]|u\{[0-9a-fA-F]+\}))*"'
+)
 # Leading whitespace is consumed with each token. `plain` is a run of idchars
 # that no string or reserved character continues. Its quantifier is possessive
 # so that it never backtracks into a shorter run. `atom` covers strings and
@@ -66,7 +70,14 @@ _SPACE_RE = re.compile(r"[ \t\n\r]*")
 _STRING_RE = re.compile(_STRING)
 _PLAIN_ATOM_RE = re.compile(rf"[{_IDCHARS}]+")
 _ESCAPE_RE = re.compile(r"\\(?:([0-9a-fA-F]{2})|([tnr\"'\\])|u\{([0-9a-fA-F]+)\})")
-_SIMPLE_ESCAPES = {"t": b"\t", "n": b"\n", "r": b"\r", '"': b'"', "'": b"'", "\\": b"\\"}
+_SIMPLE_ESCAPES = {
+    "t": b"\t",
+    "n": b"\n",
+    "r": b"\r",
+    '"': b'"',
+    "'": b"'",
+    "\\": b"\\",
+}
 
 
 class Source:
@@ -90,7 +101,7 @@ class Source:
 class Atom:
     """One token. `value` is the decoded bytes for strings and string identifiers."""
 
-    __slots__ = ("kind", "text", "offset", "value")
+    __slots__ = ("kind", "offset", "text", "value")
 
     def __init__(self, kind: str, text: str, offset: int, value: bytes | None = None):
         self.kind = kind
@@ -108,7 +119,7 @@ class SList:
     `end` is the offset of the closing ")".
     """
 
-    __slots__ = ("items", "offset", "end")
+    __slots__ = ("end", "items", "offset")
 
     def __init__(self, items: list[Atom | SList], offset: int, end: int = -1) -> None:
         self.items = items
@@ -137,7 +148,7 @@ def decode_string(body: str) -> bytes:
     out = bytearray()
     pos = 0
     for match in _ESCAPE_RE.finditer(body):
-        out += body[pos:match.start()].encode("utf-8")
+        out += body[pos : match.start()].encode("utf-8")
         hex_byte, simple, code_point = match.groups()
         if hex_byte is not None:
             out.append(int(hex_byte, 16))
@@ -199,12 +210,13 @@ class _Lexer:
                 end += 1
             if end >= len(text):
                 return self.fail("unclosed string")
-            body = text[self.pos + 1:end]
+            body = text[self.pos + 1 : end]
             for index, ch in enumerate(body):
                 if ord(ch) < 0x20 or ord(ch) == 0x7F:
                     return self.fail(
                         f"illegal character in string [U+{ord(ch):04X}]",
-                        self.pos + 1 + index)
+                        self.pos + 1 + index,
+                    )
             return self.fail("illegal escape in string")
         return self.fail(f"illegal character [U+{ord(char):04X}]")
 
@@ -265,7 +277,7 @@ class _Lexer:
                 items = []
             elif kind == "rparen":
                 if not stack:
-                    raise self.fail("unexpected token \")\"", start)
+                    raise self.fail('unexpected token ")"', start)
                 parent, open_at, is_annotation = stack.pop()
                 if not is_annotation:
                     parent.append(SList(items, open_at, start))

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from wasmtee.errors import WatSyntaxError
 from wasmtee.model import Module, ValType
 from wasmtee.text.numbers import F32, F64, int_literal_bits, parse_float_bits
-from wasmtee.text.sexpr import ID, KEYWORD, STRING, Atom, Node, SList, Source, read_sexprs
+from wasmtee.text.sexpr import (
+    ID,
+    KEYWORD,
+    STRING,
+    Atom,
+    Node,
+    SList,
+    Source,
+    read_sexprs,
+)
 from wasmtee.text.wat import parse_module_fields
 
 
@@ -38,6 +47,7 @@ class ScriptModule:
             assert self.source is not None
             return parse_module_fields(self.source, self.fields)
         from wasmtee.text import parse_wat_bytes
+
         return parse_wat_bytes(self.data)
 
     def text_effects(self) -> tuple[set[str], bool]:
@@ -53,7 +63,11 @@ class ScriptModule:
                 _, fields = read_sexprs(self.data.decode("utf-8"))
             except (UnicodeDecodeError, WatSyntaxError):
                 return set(), False
-            if len(fields) == 1 and isinstance(fields[0], SList) and fields[0].head() == "module":
+            if (
+                len(fields) == 1
+                and isinstance(fields[0], SList)
+                and fields[0].head() == "module"
+            ):
                 fields = fields[0].items[1:]
         imports: set[str] = set()
         may_write = False
@@ -67,9 +81,15 @@ class ScriptModule:
                 sub_head = part.head()
                 if sub_head == "import" and len(part.items) > 1:
                     name = part.items[1]
-                    if isinstance(name, Atom) and name.kind == STRING and name.value is not None:
+                    if (
+                        isinstance(name, Atom)
+                        and name.kind == STRING
+                        and name.value is not None
+                    ):
                         imports.add(name.value.decode("utf-8", errors="replace"))
-                may_write = may_write or (part is not node and sub_head in ("elem", "data"))
+                may_write = may_write or (
+                    part is not node and sub_head in ("elem", "data")
+                )
         return imports, may_write
 
 
@@ -157,7 +177,9 @@ class _ScriptParser:
         try:
             return self.dispatch(head, node, line)  # type: ignore[arg-type]
         except ScriptSkip as skip:
-            return Command("skip", line, reason=str(skip), skipped_instance=skip.instance)
+            return Command(
+                "skip", line, reason=str(skip), skipped_instance=skip.instance
+            )
 
     def dispatch(self, head: str, node: SList, line: int) -> Command:
         items = node.items
@@ -166,7 +188,9 @@ class _ScriptParser:
         if head == "register":
             name = self.string(items, 1, node)
             module_name = self.optional_name(items, 2)
-            return Command("register", line, register_as=name, register_module=module_name)
+            return Command(
+                "register", line, register_as=name, register_module=module_name
+            )
         if head in ("invoke", "get"):
             return Command("action", line, action=self.action(node))
         if head == "assert_return":
@@ -178,12 +202,17 @@ class _ScriptParser:
             message = self.string(items, 2, node)
             if target.head() == "module":
                 if head == "assert_exhaustion":
-                    raise self.error("unexpected token: assert_exhaustion takes an action",
-                                     target)
+                    raise self.error(
+                        "unexpected token: assert_exhaustion takes an action", target
+                    )
                 return Command(head, line, module=self.module(target), message=message)
             return Command(head, line, action=self.action(target), message=message)
-        if head in ("assert_malformed", "assert_invalid", "assert_unlinkable",
-                    "assert_uninstantiable"):
+        if head in (
+            "assert_malformed",
+            "assert_invalid",
+            "assert_unlinkable",
+            "assert_uninstantiable",
+        ):
             target = self.nth_list(items, 1, node)
             if target.head() != "module":
                 raise self.error(f"unexpected token: {head} takes a module", target)
@@ -197,7 +226,7 @@ class _ScriptParser:
             raise ScriptSkip("unsupported feature: custom annotations")
         if head in ("script", "input", "output", "meta"):
             raise ScriptSkip(f"unsupported script command: {head}")
-        raise self.error(f"unknown operator \"{head}\": expected a script command", node)
+        raise self.error(f'unknown operator "{head}": expected a script command', node)
 
     def nth_list(self, items: list[Node], index: int, parent: Node) -> SList:
         if index >= len(items) or not isinstance(items[index], SList):
@@ -225,8 +254,11 @@ class _ScriptParser:
         items = node.items
         line = self.line(node)
         pos = 1
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text in (
-                "definition", "instance"):
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text in ("definition", "instance")
+        ):
             keyword = items[pos].text
             instance = None
             if keyword == "instance":
@@ -238,30 +270,40 @@ class _ScriptParser:
         if pos < len(items) and isinstance(items[pos], Atom) and items[pos].kind == ID:
             name = items[pos].text
             pos += 1
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].kind == KEYWORD \
-                and items[pos].text in ("binary", "quote"):
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].kind == KEYWORD
+            and items[pos].text in ("binary", "quote")
+        ):
             kind = items[pos].text
             parts = []
-            for atom in items[pos + 1:]:
+            for atom in items[pos + 1 :]:
                 if not isinstance(atom, Atom) or atom.kind != STRING:
                     raise self.error(f"unexpected token in {kind} module", atom)
                 parts.append(atom.value)
-            return ScriptModule(line, name, kind, data=b" ".join(parts)  # type: ignore[arg-type]
-                                if kind == "quote" else b"".join(parts))  # type: ignore[arg-type]
+            return ScriptModule(
+                line,
+                name,
+                kind,
+                data=b" ".join(parts)  # type: ignore[arg-type]
+                if kind == "quote"
+                else b"".join(parts),
+            )  # type: ignore[arg-type]
         return ScriptModule(line, name, "text", self.source, items[pos:])
 
     def action(self, node: SList) -> Action:
         head = node.head()
         items = node.items
         if head not in ("invoke", "get"):
-            raise self.error(f"unexpected token \"{head}\": expected invoke or get", node)
+            raise self.error(f'unexpected token "{head}": expected invoke or get', node)
         pos = 1
         module = None
         if pos < len(items) and isinstance(items[pos], Atom) and items[pos].kind == ID:
             module = items[pos].text
             pos += 1
         name = self.string(items, pos, node)
-        args = [self.value(item) for item in items[pos + 1:]]
+        args = [self.value(item) for item in items[pos + 1 :]]
         if head == "get" and args:
             raise self.error("unexpected token: get takes no arguments", node)
         return Action(self.line(node), head, module, name, args)  # type: ignore[arg-type]
@@ -281,10 +323,18 @@ class _ScriptParser:
             return Value(ValType.EXTERNREF, self.ref_payload(items, node))
         if head in ("v128.const",):
             raise ScriptSkip("unsupported feature: simd")
-        if head in ("ref.host", "ref.i31", "ref.struct", "ref.array", "ref.eq", "ref.any",
-                    "ref.i31_shared", "ref.exn"):
+        if head in (
+            "ref.host",
+            "ref.i31",
+            "ref.struct",
+            "ref.array",
+            "ref.eq",
+            "ref.any",
+            "ref.i31_shared",
+            "ref.exn",
+        ):
             raise ScriptSkip("unsupported feature: gc")
-        raise self.error(f"unknown operator \"{head}\": expected a constant", node)
+        raise self.error(f'unknown operator "{head}": expected a constant', node)
 
     def number(self, head: str, atom: Atom) -> int:
         type_name = head.split(".")[0]
@@ -293,7 +343,9 @@ class _ScriptParser:
         else:
             bits = parse_float_bits(atom.text, F32 if type_name == "f32" else F64)
         if bits is None:
-            raise self.error(f"constant out of range or malformed: {head} {atom.text}", atom)
+            raise self.error(
+                f"constant out of range or malformed: {head} {atom.text}", atom
+            )
         return bits
 
     def ref_type(self, items: list[Node], node: Node) -> ValType | None:
@@ -305,8 +357,18 @@ class _ScriptParser:
             return ValType.FUNCREF
         if text == "extern":
             return ValType.EXTERNREF
-        if text in ("any", "none", "nofunc", "noextern", "eq", "i31", "struct", "array",
-                    "exn", "noexn"):
+        if text in (
+            "any",
+            "none",
+            "nofunc",
+            "noextern",
+            "eq",
+            "i31",
+            "struct",
+            "array",
+            "exn",
+            "noexn",
+        ):
             raise ScriptSkip("unsupported feature: gc")
         raise self.error("unexpected token: expected a heap type", atom)
 
@@ -318,7 +380,7 @@ class _ScriptParser:
             raise self.error("unexpected token in ref.extern", node)
         value = int_literal_bits(atom.text, 64)
         if value is None:
-            raise self.error(f"unexpected token \"{atom.text}\" in ref.extern", atom)
+            raise self.error(f'unexpected token "{atom.text}" in ref.extern', atom)
         return value
 
     def expected(self, node: Node) -> Expected:
@@ -326,24 +388,35 @@ class _ScriptParser:
             raise self.error("unexpected token: expected a result", node)
         head = node.head()
         items = node.items
-        if head in ("f32.const", "f64.const") and len(items) == 2 and \
-                isinstance(items[1], Atom) and items[1].text in ("nan:canonical",
-                                                                  "nan:arithmetic"):
+        if (
+            head in ("f32.const", "f64.const")
+            and len(items) == 2
+            and isinstance(items[1], Atom)
+            and items[1].text in ("nan:canonical", "nan:arithmetic")
+        ):
             return Expected(items[1].text, _CONST_TYPES[head])
         if head == "either":
-            return Expected("either", alternatives=[self.expected(n) for n in items[1:]])
+            return Expected(
+                "either", alternatives=[self.expected(n) for n in items[1:]]
+            )
         if head == "ref.func":
             return Expected("ref.func", ValType.FUNCREF)
         if head == "ref.extern":
-            return Expected("ref.extern", ValType.EXTERNREF, self.ref_payload(items, node))
+            return Expected(
+                "ref.extern", ValType.EXTERNREF, self.ref_payload(items, node)
+            )
         if head == "ref.null":
             return Expected("ref.null", self.ref_type(items, node))
         value = self.value(node)
         return Expected("value", value.type, value.bits)
 
 
-_CONST_TYPES = {"i32.const": ValType.I32, "i64.const": ValType.I64,
-                "f32.const": ValType.F32, "f64.const": ValType.F64}
+_CONST_TYPES = {
+    "i32.const": ValType.I32,
+    "i64.const": ValType.I64,
+    "f32.const": ValType.F32,
+    "f64.const": ValType.F64,
+}
 
 
 def parse_script(text: str) -> list[Command]:
@@ -355,8 +428,12 @@ def parse_script(text: str) -> list[Command]:
     source, nodes = read_sexprs(text)
     parser = _ScriptParser(source)
     # A file of bare module fields is one implicit module.
-    if nodes and all(isinstance(n, SList) and n.head() in _MODULE_FIELDS for n in nodes):
-        return [Command("module", 1, module=ScriptModule(1, None, "text", source, nodes))]
+    if nodes and all(
+        isinstance(n, SList) and n.head() in _MODULE_FIELDS for n in nodes
+    ):
+        return [
+            Command("module", 1, module=ScriptModule(1, None, "text", source, nodes))
+        ]
     try:
         return [parser.command(node) for node in nodes]
     except RecursionError:
@@ -364,5 +441,15 @@ def parse_script(text: str) -> list[Command]:
         raise WatSyntaxError("unexpected token: results nested too deeply") from None
 
 
-_MODULE_FIELDS = {"type", "import", "func", "table", "memory", "global", "export",
-                  "start", "elem", "data"}
+_MODULE_FIELDS = {
+    "type",
+    "import",
+    "func",
+    "table",
+    "memory",
+    "global",
+    "export",
+    "start",
+    "elem",
+    "data",
+}

@@ -13,29 +13,90 @@ from __future__ import annotations
 from wasmtee import opcodes
 from wasmtee.errors import UnsupportedFeature, WatSyntaxError
 from wasmtee.model import (
-    DataSegment, ElemSegment, Export, ExternKind, FuncType, Function, Global, GlobalType,
-    Import, Instr, Limits, Memory, MemoryType, Module, SegmentMode, Table, TableType,
+    DataSegment,
+    ElemSegment,
+    Export,
+    ExternKind,
+    Function,
+    FuncType,
+    Global,
+    GlobalType,
+    Import,
+    Instr,
+    Limits,
+    Memory,
+    MemoryType,
+    Module,
+    SegmentMode,
+    Table,
+    TableType,
     ValType,
 )
 from wasmtee.text.instructions import FunctionContext, InstructionParser, is_index_atom
 from wasmtee.text.numbers import parse_uint
 from wasmtee.text.sexpr import (
-    ID, KEYWORD, STRING, Atom, Node, SList, Source, decode_name, without_gc,
+    ID,
+    KEYWORD,
+    STRING,
+    Atom,
+    Node,
+    SList,
+    Source,
+    decode_name,
+    without_gc,
 )
 
 _VALTYPES = {
-    "i32": ValType.I32, "i64": ValType.I64, "f32": ValType.F32, "f64": ValType.F64,
-    "funcref": ValType.FUNCREF, "externref": ValType.EXTERNREF,
+    "i32": ValType.I32,
+    "i64": ValType.I64,
+    "f32": ValType.F32,
+    "f64": ValType.F64,
+    "funcref": ValType.FUNCREF,
+    "externref": ValType.EXTERNREF,
 }
 _HEAP_TYPES = {"func": ValType.FUNCREF, "extern": ValType.EXTERNREF}
-_GC_HEAP_TYPES = {"any", "eq", "i31", "struct", "array", "none", "nofunc", "noextern",
-                  "exn", "noexn"}
-_GC_REFTYPES = {"anyref", "eqref", "i31ref", "structref", "arrayref", "nullref",
-                "nullfuncref", "nullexternref", "exnref", "nullexnref"}
-_KIND_KEYWORDS = {"func": ExternKind.FUNC, "table": ExternKind.TABLE,
-                  "memory": ExternKind.MEMORY, "global": ExternKind.GLOBAL}
-_FIELD_HEADS = {"type", "import", "func", "table", "memory", "global", "export",
-                "start", "elem", "data"}
+_GC_HEAP_TYPES = {
+    "any",
+    "eq",
+    "i31",
+    "struct",
+    "array",
+    "none",
+    "nofunc",
+    "noextern",
+    "exn",
+    "noexn",
+}
+_GC_REFTYPES = {
+    "anyref",
+    "eqref",
+    "i31ref",
+    "structref",
+    "arrayref",
+    "nullref",
+    "nullfuncref",
+    "nullexternref",
+    "exnref",
+    "nullexnref",
+}
+_KIND_KEYWORDS = {
+    "func": ExternKind.FUNC,
+    "table": ExternKind.TABLE,
+    "memory": ExternKind.MEMORY,
+    "global": ExternKind.GLOBAL,
+}
+_FIELD_HEADS = {
+    "type",
+    "import",
+    "func",
+    "table",
+    "memory",
+    "global",
+    "export",
+    "start",
+    "elem",
+    "data",
+}
 _LATER_FIELDS = {"rec": "gc", "tag": "exceptions"}
 PAGE_SIZE = 65536
 
@@ -43,7 +104,7 @@ PAGE_SIZE = 65536
 class IndexSpace:
     """One index space: the number of entries so far and the identifiers bound to them."""
 
-    __slots__ = ("kind", "ids", "count")
+    __slots__ = ("count", "ids", "kind")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -97,40 +158,48 @@ class ModuleParser:
 
     def expect_atom(self, items: list[Node], pos: int, after: Node) -> Atom:
         if pos >= len(items):
-            raise self.error(f"unexpected end of list after \"{describe(after)}\"", after)
+            raise self.error(f'unexpected end of list after "{describe(after)}"', after)
         node = items[pos]
         if not isinstance(node, Atom):
-            raise self.error(f"unexpected token after \"{describe(after)}\"", node)
+            raise self.error(f'unexpected token after "{describe(after)}"', node)
         return node
 
     def read_u32(self, atom: Node) -> int:
         if not isinstance(atom, Atom) or atom.kind != KEYWORD:
-            raise self.error(f"unexpected token \"{describe(atom)}\": expected an index", atom)
+            raise self.error(
+                f'unexpected token "{describe(atom)}": expected an index', atom
+            )
         value = parse_uint(atom.text)
         if value is None:
-            raise self.error(f"unexpected token \"{atom.text}\": expected an index", atom)
+            raise self.error(f'unexpected token "{atom.text}": expected an index', atom)
         if value >= 1 << 32:
-            raise self.error(f"constant out of range \"{atom.text}\"", atom)
+            raise self.error(f'constant out of range "{atom.text}"', atom)
         return value
 
     def number_error(self, atom: Atom, type_name: str) -> WatSyntaxError:
         text = atom.text
-        looks_numeric = text.lstrip("+-")[:1].isdigit() or text.lstrip("+-")[:3] in ("inf", "nan")
+        looks_numeric = text.lstrip("+-")[:1].isdigit() or text.lstrip("+-")[:3] in (
+            "inf",
+            "nan",
+        )
         if looks_numeric and "__" not in text and not text.endswith("_"):
-            return self.error(f"constant out of range: {type_name} \"{text}\"", atom)
-        return self.error(f"unknown operator \"{text}\": expected a {type_name} literal", atom)
+            return self.error(f'constant out of range: {type_name} "{text}"', atom)
+        return self.error(
+            f'unknown operator "{text}": expected a {type_name} literal', atom
+        )
 
     def read_name(self, items: list[Node], pos: int, after: Node) -> str:
         atom = self.expect_atom(items, pos, after)
         if atom.kind != STRING:
-            raise self.error(f"unexpected token \"{atom.text}\": expected a string", atom)
+            raise self.error(f'unexpected token "{atom.text}": expected a string', atom)
         name = decode_name(atom.value)  # type: ignore[arg-type]
         if name is None:
             raise self.error(f"malformed UTF-8 encoding in name {atom.text}", atom)
         return name
 
-    def read_optional_index(self, items: list[Node], pos: int,
-                            space: IndexSpace) -> tuple[int, int]:
+    def read_optional_index(
+        self, items: list[Node], pos: int, space: IndexSpace
+    ) -> tuple[int, int]:
         if pos < len(items) and is_index_atom(items[pos]):
             return space.resolve(items[pos], self), pos + 1
         return 0, pos
@@ -154,12 +223,20 @@ class ModuleParser:
                     raise UnsupportedFeature("simd", "value type v128")
                 if node.text in _GC_REFTYPES:
                     raise UnsupportedFeature("gc", f"reference type {node.text}")
-            raise self.error(f"unexpected token \"{node.text}\": expected a value type", node)
+            raise self.error(
+                f'unexpected token "{node.text}": expected a value type', node
+            )
         if node.head() == "ref":
             items = node.items
-            if len(items) == 3 and isinstance(items[1], Atom) and items[1].text == "null":
+            if (
+                len(items) == 3
+                and isinstance(items[1], Atom)
+                and items[1].text == "null"
+            ):
                 return self.heap_type(items[2])
-            raise UnsupportedFeature("function-references", "non-nullable reference type")
+            raise UnsupportedFeature(
+                "function-references", "non-nullable reference type"
+            )
         raise self.error("unexpected token: expected a value type", node)
 
     def heap_type(self, node: Node) -> ValType:
@@ -171,10 +248,13 @@ class ModuleParser:
                 raise UnsupportedFeature("gc", f"heap type {node.text}")
         if isinstance(node, Atom) and node.kind == ID or is_index_atom(node):
             raise UnsupportedFeature("function-references", "typed reference")
-        raise self.error(f"unexpected token \"{describe(node)}\": expected a heap type", node)
+        raise self.error(
+            f'unexpected token "{describe(node)}": expected a heap type', node
+        )
 
-    def read_params(self, items: list[Node], pos: int, allow_names: bool
-                    ) -> tuple[list[ValType], list[Atom | None], int]:
+    def read_params(
+        self, items: list[Node], pos: int, allow_names: bool
+    ) -> tuple[list[ValType], list[Atom | None], int]:
         types: list[ValType] = []
         names: list[Atom | None] = []
         while pos < len(items):
@@ -186,7 +266,9 @@ class ModuleParser:
                 if not allow_names:
                     raise self.error("unexpected token: named parameter here", name)
                 if len(node.items) != 3:
-                    raise self.error("unexpected token: a named param has one type", node)
+                    raise self.error(
+                        "unexpected token: a named param has one type", node
+                    )
             for type_node in node.items[start:]:
                 types.append(self.valtype(type_node))
                 names.append(name)
@@ -203,8 +285,9 @@ class ModuleParser:
             pos += 1
         return types, pos
 
-    def read_func_signature(self, items: list[Node], pos: int, allow_names: bool
-                            ) -> tuple[FuncType, list[Atom | None], int]:
+    def read_func_signature(
+        self, items: list[Node], pos: int, allow_names: bool
+    ) -> tuple[FuncType, list[Atom | None], int]:
         params, names, pos = self.read_params(items, pos, allow_names)
         results, pos = self.read_results(items, pos)
         if pos < len(items):
@@ -230,8 +313,9 @@ class ModuleParser:
                 return self.types.resolve(node.items[1], self), pos + 1
         return None, pos
 
-    def read_type_use(self, items: list[Node], pos: int, allow_names: bool = True
-                      ) -> tuple[int, list[Atom | None], int]:
+    def read_type_use(
+        self, items: list[Node], pos: int, allow_names: bool = True
+    ) -> tuple[int, list[Atom | None], int]:
         """Read `(type x)? (param ...)* (result ...)*` and return the type index and param ids."""
         explicit, pos = self.read_explicit_type(items, pos)
         start = pos
@@ -246,8 +330,9 @@ class ModuleParser:
         declared = self.module.types[explicit]
         if inline.params or inline.results:
             if inline != declared:
-                raise self.error("inline function type does not match the type use",
-                                 items[start])
+                raise self.error(
+                    "inline function type does not match the type use", items[start]
+                )
         else:
             names = [None] * len(declared.params)
         return explicit, names, pos
@@ -259,9 +344,12 @@ class ModuleParser:
         if explicit is not None:
             if explicit >= len(self.module.types):
                 return explicit, pos
-            if (inline.params or inline.results) and inline != self.module.types[explicit]:
-                raise self.error("inline function type does not match the type use",
-                                 items[start])
+            if (inline.params or inline.results) and inline != self.module.types[
+                explicit
+            ]:
+                raise self.error(
+                    "inline function type does not match the type use", items[start]
+                )
             return explicit, pos
         if not inline.params:
             if not inline.results:
@@ -270,13 +358,18 @@ class ModuleParser:
                 return inline.results[0], pos
         return self.intern_type(inline), pos
 
-    def read_limits(self, items: list[Node], pos: int, after: Node, bits: int
-                    ) -> tuple[Limits, int]:
+    def read_limits(
+        self, items: list[Node], pos: int, after: Node, bits: int
+    ) -> tuple[Limits, int]:
         atom = self.expect_atom(items, pos, after)
         minimum = self.read_limit(atom, bits)
         pos += 1
         maximum = None
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text[:1].isdigit():
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text[:1].isdigit()
+        ):
             maximum = self.read_limit(items[pos], bits)  # type: ignore[arg-type]
             pos += 1
         return Limits(minimum, maximum), pos
@@ -284,41 +377,71 @@ class ModuleParser:
     def read_limit(self, atom: Atom, bits: int) -> int:
         value = parse_uint(atom.text) if atom.kind == KEYWORD else None
         if value is None:
-            raise self.error(f"unexpected token \"{atom.text}\": expected a limit", atom)
+            raise self.error(f'unexpected token "{atom.text}": expected a limit', atom)
         if value >= 1 << bits:
-            raise self.error(f"constant out of range \"{atom.text}\"", atom)
+            raise self.error(f'constant out of range "{atom.text}"', atom)
         return value
 
-    def read_table_type(self, items: list[Node], pos: int, after: Node
-                        ) -> tuple[TableType, int]:
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "i64":
+    def read_table_type(
+        self, items: list[Node], pos: int, after: Node
+    ) -> tuple[TableType, int]:
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text == "i64"
+        ):
             raise UnsupportedFeature("memory64", "64-bit table")
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "i32":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text == "i32"
+        ):
             pos += 1
         limits, pos = self.read_limits(items, pos, after, 64)
         if pos >= len(items):
-            raise self.error("unexpected end of table type: missing reference type", after)
+            raise self.error(
+                "unexpected end of table type: missing reference type", after
+            )
         elem_type = self.valtype(items[pos])
         if not elem_type.is_ref:
-            raise self.error("unexpected token: table element type must be a reference",
-                             items[pos])
+            raise self.error(
+                "unexpected token: table element type must be a reference", items[pos]
+            )
         return TableType(elem_type, limits), pos + 1
 
-    def read_memory_type(self, items: list[Node], pos: int, after: Node
-                         ) -> tuple[MemoryType, int]:
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "i64":
+    def read_memory_type(
+        self, items: list[Node], pos: int, after: Node
+    ) -> tuple[MemoryType, int]:
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text == "i64"
+        ):
             raise UnsupportedFeature("memory64", "64-bit memory")
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "i32":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text == "i32"
+        ):
             pos += 1
         limits, pos = self.read_limits(items, pos, after, 64)
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "shared":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text == "shared"
+        ):
             raise UnsupportedFeature("threads", "shared memory")
-        if pos < len(items) and isinstance(items[pos], SList) and items[pos].head() == "pagesize":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], SList)
+            and items[pos].head() == "pagesize"
+        ):
             raise UnsupportedFeature("custom-page-sizes", "memory page size")
         return MemoryType(limits), pos
 
-    def read_global_type(self, items: list[Node], pos: int, after: Node
-                         ) -> tuple[GlobalType, int]:
+    def read_global_type(
+        self, items: list[Node], pos: int, after: Node
+    ) -> tuple[GlobalType, int]:
         if pos >= len(items):
             raise self.error("unexpected end of global type", after)
         node = items[pos]
@@ -334,12 +457,14 @@ class ModuleParser:
         definition_seen: str | None = None
         for field in self.fields:
             if not isinstance(field, SList):
-                raise self.error(f"unexpected token \"{describe(field)}\"", field)
+                raise self.error(f'unexpected token "{describe(field)}"', field)
             head = field.head()
             if head not in _FIELD_HEADS:
                 if head in _LATER_FIELDS:
-                    raise UnsupportedFeature(_LATER_FIELDS[head], f"module field {head}")
-                raise self.error(f"unknown operator \"{describe_head(field)}\"", field)
+                    raise UnsupportedFeature(
+                        _LATER_FIELDS[head], f"module field {head}"
+                    )
+                raise self.error(f'unknown operator "{describe_head(field)}"', field)
             items = field.items
             if head == "type":
                 self.collect_type(field)
@@ -353,25 +478,39 @@ class ModuleParser:
                 if kind_name not in _KIND_KEYWORDS:
                     if kind_name == "tag":
                         raise UnsupportedFeature("exceptions", "tag import")
-                    raise self.error(f"unexpected token \"{describe_head(desc)}\"", desc)
+                    raise self.error(f'unexpected token "{describe_head(desc)}"', desc)
                 name, _ = self.optional_id(desc.items, 1)
                 self.space(kind_name).define(name, self)
             elif head in ("func", "table", "memory", "global"):
                 name, pos = self.optional_id(items, 1)
-                while pos < len(items) and isinstance(items[pos], SList) \
-                        and items[pos].head() == "export":
+                while (
+                    pos < len(items)
+                    and isinstance(items[pos], SList)
+                    and items[pos].head() == "export"
+                ):
                     pos += 1
-                is_import = (pos < len(items) and isinstance(items[pos], SList)
-                             and items[pos].head() == "import")
+                is_import = (
+                    pos < len(items)
+                    and isinstance(items[pos], SList)
+                    and items[pos].head() == "import"
+                )
                 if is_import:
                     if definition_seen is not None:
                         raise self.error(f"import after {definition_seen}", field)
                 else:
                     definition_seen = {"func": "function"}.get(head, head)
                 self.space(head).define(name, self)
-                if head == "table" and not is_import and self.has_inline_segment(items, pos, "elem"):
+                if (
+                    head == "table"
+                    and not is_import
+                    and self.has_inline_segment(items, pos, "elem")
+                ):
                     self.elems.define(None, self)
-                if head == "memory" and not is_import and self.has_inline_segment(items, pos, "data"):
+                if (
+                    head == "memory"
+                    and not is_import
+                    and self.has_inline_segment(items, pos, "data")
+                ):
                     self.datas.define(None, self)
             elif head == "elem":
                 self.elems.define(self.optional_id(items, 1)[0], self)
@@ -379,25 +518,37 @@ class ModuleParser:
                 self.datas.define(self.optional_id(items, 1)[0], self)
 
     def has_inline_segment(self, items: list[Node], pos: int, head: str) -> bool:
-        return any(isinstance(node, SList) and node.head() == head for node in items[pos:])
+        return any(
+            isinstance(node, SList) and node.head() == head for node in items[pos:]
+        )
 
     def space(self, kind: str) -> IndexSpace:
-        return {"func": self.funcs, "table": self.tables, "memory": self.mems,
-                "global": self.globals}[kind]
+        return {
+            "func": self.funcs,
+            "table": self.tables,
+            "memory": self.mems,
+            "global": self.globals,
+        }[kind]
 
     def collect_type(self, field: SList) -> None:
         items = field.items
         name, pos = self.optional_id(items, 1)
-        if pos >= len(items) or not isinstance(items[pos], SList) or pos + 1 != len(items):
+        if (
+            pos >= len(items)
+            or not isinstance(items[pos], SList)
+            or pos + 1 != len(items)
+        ):
             raise self.error("unexpected token: malformed type definition", field)
         body = items[pos]
         head = body.head()
         if head in ("struct", "array", "sub"):
             raise UnsupportedFeature("gc", f"{head} type")
         if head != "func":
-            raise self.error(f"unexpected token \"{describe_head(body)}\"", body)
+            raise self.error(f'unexpected token "{describe_head(body)}"', body)
         _, start = self.optional_id(body.items, 1)
-        func_type, _, end = self.read_func_signature(body.items, start, allow_names=True)
+        func_type, _, end = self.read_func_signature(
+            body.items, start, allow_names=True
+        )
         if end != len(body.items):
             raise self.error("unexpected token in function type", body.items[end])
         self.types.define(name, self)
@@ -409,9 +560,14 @@ class ModuleParser:
     def parse(self) -> Module:
         self.collect()
         handlers = {
-            "import": self.parse_import, "func": self.parse_func, "table": self.parse_table,
-            "memory": self.parse_memory, "global": self.parse_global,
-            "export": self.parse_export, "start": self.parse_start, "elem": self.parse_elem,
+            "import": self.parse_import,
+            "func": self.parse_func,
+            "table": self.parse_table,
+            "memory": self.parse_memory,
+            "global": self.parse_global,
+            "export": self.parse_export,
+            "start": self.parse_start,
+            "elem": self.parse_elem,
             "data": self.parse_data,
         }
         for field in self.fields:
@@ -421,8 +577,13 @@ class ModuleParser:
                 handler(field)
         # The binary format needs a data count section before code that uses
         # memory.init or data.drop; the text format implies one.
-        bulk_ops = (opcodes.BY_NAME["memory.init"].code, opcodes.BY_NAME["data.drop"].code)
-        if any(instr.op in bulk_ops for func in self.module.funcs for instr in func.body):
+        bulk_ops = (
+            opcodes.BY_NAME["memory.init"].code,
+            opcodes.BY_NAME["data.drop"].code,
+        )
+        if any(
+            instr.op in bulk_ops for func in self.module.funcs for instr in func.body
+        ):
             self.module.data_count = len(self.module.datas)
         return self.module
 
@@ -431,9 +592,14 @@ class ModuleParser:
         self.next_index[kind] = index + 1
         return index
 
-    def read_inline_exports(self, items: list[Node], pos: int, kind: ExternKind,
-                            index: int) -> int:
-        while pos < len(items) and isinstance(items[pos], SList) and items[pos].head() == "export":
+    def read_inline_exports(
+        self, items: list[Node], pos: int, kind: ExternKind, index: int
+    ) -> int:
+        while (
+            pos < len(items)
+            and isinstance(items[pos], SList)
+            and items[pos].head() == "export"
+        ):
             node = items[pos]
             if len(node.items) != 2:
                 raise self.error("unexpected token in inline export", node)
@@ -442,8 +608,14 @@ class ModuleParser:
             pos += 1
         return pos
 
-    def read_inline_import(self, items: list[Node], pos: int) -> tuple[tuple[str, str] | None, int]:
-        if pos < len(items) and isinstance(items[pos], SList) and items[pos].head() == "import":
+    def read_inline_import(
+        self, items: list[Node], pos: int
+    ) -> tuple[tuple[str, str] | None, int]:
+        if (
+            pos < len(items)
+            and isinstance(items[pos], SList)
+            and items[pos].head() == "import"
+        ):
             node = items[pos]
             if len(node.items) != 3:
                 raise self.error("unexpected token in inline import", node)
@@ -454,7 +626,7 @@ class ModuleParser:
 
     def expect_end(self, items: list[Node], pos: int) -> None:
         if pos < len(items):
-            raise self.error(f"unexpected token \"{describe(items[pos])}\"", items[pos])
+            raise self.error(f'unexpected token "{describe(items[pos])}"', items[pos])
 
     def parse_import(self, field: SList) -> None:
         items = field.items
@@ -469,8 +641,9 @@ class ModuleParser:
             self.module.names.func_names[index] = func_id.value.decode("utf-8")  # type: ignore[union-attr]
         self.expect_end(items, 4)
 
-    def add_import(self, module: str, name: str, kind: ExternKind, field: SList,
-                   pos: int) -> int:
+    def add_import(
+        self, module: str, name: str, kind: ExternKind, field: SList, pos: int
+    ) -> int:
         items = field.items
         index = self.take_index(kind)
         if kind is ExternKind.FUNC:
@@ -508,12 +681,18 @@ class ModuleParser:
         else:
             local_count = len(param_names)
         locals_: list[ValType] = []
-        while pos < len(items) and isinstance(items[pos], SList) and items[pos].head() == "local":
+        while (
+            pos < len(items)
+            and isinstance(items[pos], SList)
+            and items[pos].head() == "local"
+        ):
             node = items[pos]
             local_name, start = self.optional_id(node.items, 1)
             if local_name is not None:
                 if len(node.items) != 3:
-                    raise self.error("unexpected token: a named local has one type", node)
+                    raise self.error(
+                        "unexpected token: a named local has one type", node
+                    )
                 self.bind_local(local_ids, local_name, local_count)
             for type_node in node.items[start:]:
                 locals_.append(self.valtype(type_node))
@@ -546,13 +725,19 @@ class ModuleParser:
             return
         self.take_index(ExternKind.TABLE)
         node = items[pos] if pos < len(items) else field
-        is_reftype = (isinstance(node, Atom) and node.text in ("funcref", "externref")) or \
-            (isinstance(node, SList) and node.head() == "ref")
+        is_reftype = (
+            isinstance(node, Atom) and node.text in ("funcref", "externref")
+        ) or (isinstance(node, SList) and node.head() == "ref")
         if is_reftype:
             elem_type = self.valtype(node)
-            if pos + 1 >= len(items) or not isinstance(items[pos + 1], SList) \
-                    or items[pos + 1].head() != "elem":
-                raise self.error("unexpected token: expected an inline (elem ...)", node)
+            if (
+                pos + 1 >= len(items)
+                or not isinstance(items[pos + 1], SList)
+                or items[pos + 1].head() != "elem"
+            ):
+                raise self.error(
+                    "unexpected token: expected an inline (elem ...)", node
+                )
             segment = items[pos + 1]
             self.expect_end(items, pos + 2)
             inits = self.read_elem_list(segment.items, 1, elem_type, bare_funcs=True)
@@ -560,11 +745,14 @@ class ModuleParser:
             self.module.tables.append(Table(TableType(elem_type, Limits(size, size))))
             offset = [Instr(opcodes.I32_CONST, 0), Instr(opcodes.END)]
             self.module.elems.append(
-                ElemSegment(elem_type, inits, SegmentMode.ACTIVE, index, offset))
+                ElemSegment(elem_type, inits, SegmentMode.ACTIVE, index, offset)
+            )
             return
         table_type, pos = self.read_table_type(items, pos, field)
         if pos < len(items):
-            raise UnsupportedFeature("function-references", "table initializer expression")
+            raise UnsupportedFeature(
+                "function-references", "table initializer expression"
+            )
         self.module.tables.append(Table(table_type))
 
     def parse_memory(self, field: SList) -> None:
@@ -577,14 +765,20 @@ class ModuleParser:
             self.add_import(imported[0], imported[1], ExternKind.MEMORY, field, pos)
             return
         self.take_index(ExternKind.MEMORY)
-        if pos < len(items) and isinstance(items[pos], SList) and items[pos].head() == "data":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], SList)
+            and items[pos].head() == "data"
+        ):
             segment = items[pos]
             self.expect_end(items, pos + 1)
             data = self.read_data_strings(segment.items, 1)
             pages = -(-len(data) // PAGE_SIZE)
             self.module.mems.append(Memory(MemoryType(Limits(pages, pages))))
             offset = [Instr(opcodes.I32_CONST, 0), Instr(opcodes.END)]
-            self.module.datas.append(DataSegment(data, SegmentMode.ACTIVE, index, offset))
+            self.module.datas.append(
+                DataSegment(data, SegmentMode.ACTIVE, index, offset)
+            )
             return
         memory_type, pos = self.read_memory_type(items, pos, field)
         self.expect_end(items, pos)
@@ -601,7 +795,9 @@ class ModuleParser:
             return
         self.take_index(ExternKind.GLOBAL)
         global_type, pos = self.read_global_type(items, pos, field)
-        self.module.globals.append(Global(global_type, self.parse_const_expr(items, pos)))
+        self.module.globals.append(
+            Global(global_type, self.parse_const_expr(items, pos))
+        )
 
     def parse_export(self, field: SList) -> None:
         items = field.items
@@ -611,7 +807,7 @@ class ModuleParser:
         desc = items[2]
         kind = _KIND_KEYWORDS.get(desc.head())  # type: ignore[arg-type]
         if kind is None or len(desc.items) != 2:
-            raise self.error(f"unexpected token \"{describe_head(desc)}\"", desc)
+            raise self.error(f'unexpected token "{describe_head(desc)}"', desc)
         index = self.space(desc.head()).resolve(desc.items[1], self)  # type: ignore[arg-type]
         self.module.exports.append(Export(name, kind, index))
 
@@ -630,48 +826,83 @@ class ModuleParser:
         return self.parse_const_expr([node], 0)
 
     def is_offset(self, node: Node) -> bool:
-        return isinstance(node, SList) and node.head() not in ("item", "table", "memory", "ref")
+        return isinstance(node, SList) and node.head() not in (
+            "item",
+            "table",
+            "memory",
+            "ref",
+        )
 
     def parse_elem(self, field: SList) -> None:
         items = field.items
         _, pos = self.optional_id(items, 1)
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "declare":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text == "declare"
+        ):
             inits, elem_type = self.read_elem_payload(items, pos + 1, bare_funcs=False)
-            self.module.elems.append(ElemSegment(elem_type, inits, SegmentMode.DECLARATIVE))
+            self.module.elems.append(
+                ElemSegment(elem_type, inits, SegmentMode.DECLARATIVE)
+            )
             return
         table = None
-        if pos < len(items) and isinstance(items[pos], SList) and items[pos].head() == "table":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], SList)
+            and items[pos].head() == "table"
+        ):
             node = items[pos]
             if len(node.items) != 2:
                 raise self.error("unexpected token in table use", node)
             table = self.tables.resolve(node.items[1], self)
             pos += 1
-        elif pos + 1 < len(items) and is_index_atom(items[pos]) and self.is_offset(items[pos + 1]):
+        elif (
+            pos + 1 < len(items)
+            and is_index_atom(items[pos])
+            and self.is_offset(items[pos + 1])
+        ):
             table = self.tables.resolve(items[pos], self)
             pos += 1
         if pos < len(items) and self.is_offset(items[pos]):
             offset = self.read_offset(items, pos)
-            inits, elem_type = self.read_elem_payload(items, pos + 1, bare_funcs=table is None)
-            self.module.elems.append(ElemSegment(elem_type, inits, SegmentMode.ACTIVE,
-                                                 table or 0, offset))
+            inits, elem_type = self.read_elem_payload(
+                items, pos + 1, bare_funcs=table is None
+            )
+            self.module.elems.append(
+                ElemSegment(elem_type, inits, SegmentMode.ACTIVE, table or 0, offset)
+            )
             return
         if table is not None:
-            raise self.error("unexpected token: missing offset in active element segment",
-                             items[pos] if pos < len(items) else field)
+            raise self.error(
+                "unexpected token: missing offset in active element segment",
+                items[pos] if pos < len(items) else field,
+            )
         inits, elem_type = self.read_elem_payload(items, pos, bare_funcs=False)
         self.module.elems.append(ElemSegment(elem_type, inits, SegmentMode.PASSIVE))
 
-    def read_elem_payload(self, items: list[Node], pos: int, bare_funcs: bool
-                          ) -> tuple[list[list[Instr]], ValType]:
-        if pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "func":
+    def read_elem_payload(
+        self, items: list[Node], pos: int, bare_funcs: bool
+    ) -> tuple[list[list[Instr]], ValType]:
+        if (
+            pos < len(items)
+            and isinstance(items[pos], Atom)
+            and items[pos].text == "func"
+        ):
             return self.read_func_indices(items, pos + 1), ValType.FUNCREF
-        if pos < len(items) and not is_index_atom(items[pos]) and (
-                isinstance(items[pos], Atom) or items[pos].head() == "ref"):
+        if (
+            pos < len(items)
+            and not is_index_atom(items[pos])
+            and (isinstance(items[pos], Atom) or items[pos].head() == "ref")
+        ):
             elem_type = self.valtype(items[pos])
-            return self.read_elem_list(items, pos + 1, elem_type, bare_funcs=False), elem_type
+            return self.read_elem_list(
+                items, pos + 1, elem_type, bare_funcs=False
+            ), elem_type
         if not bare_funcs and pos < len(items):
-            raise self.error("unexpected token: expected \"func\" or a reference type",
-                             items[pos])
+            raise self.error(
+                'unexpected token: expected "func" or a reference type', items[pos]
+            )
         return self.read_func_indices(items, pos), ValType.FUNCREF
 
     def read_func_indices(self, items: list[Node], pos: int) -> list[list[Instr]]:
@@ -681,15 +912,16 @@ class ModuleParser:
             inits.append([Instr(opcodes.REF_FUNC, index), Instr(opcodes.END)])
         return inits
 
-    def read_elem_list(self, items: list[Node], pos: int, elem_type: ValType,
-                       bare_funcs: bool) -> list[list[Instr]]:
+    def read_elem_list(
+        self, items: list[Node], pos: int, elem_type: ValType, bare_funcs: bool
+    ) -> list[list[Instr]]:
         """Read element expressions `(item ...)` or single folded instructions."""
         if bare_funcs and (pos >= len(items) or is_index_atom(items[pos])):
             return self.read_func_indices(items, pos)
         inits = []
         for node in items[pos:]:
             if not isinstance(node, SList):
-                raise self.error(f"unexpected token \"{describe(node)}\"", node)
+                raise self.error(f'unexpected token "{describe(node)}"', node)
             if node.head() == "item":
                 inits.append(self.parse_const_expr(node.items, 1))
             else:
@@ -700,7 +932,11 @@ class ModuleParser:
         items = field.items
         _, pos = self.optional_id(items, 1)
         memory = None
-        if pos < len(items) and isinstance(items[pos], SList) and items[pos].head() == "memory":
+        if (
+            pos < len(items)
+            and isinstance(items[pos], SList)
+            and items[pos].head() == "memory"
+        ):
             node = items[pos]
             if len(node.items) != 2:
                 raise self.error("unexpected token in memory use", node)
@@ -712,20 +948,26 @@ class ModuleParser:
         if pos < len(items) and self.is_offset(items[pos]):
             offset = self.read_offset(items, pos)
             data = self.read_data_strings(items, pos + 1)
-            self.module.datas.append(DataSegment(data, SegmentMode.ACTIVE, memory or 0, offset))
+            self.module.datas.append(
+                DataSegment(data, SegmentMode.ACTIVE, memory or 0, offset)
+            )
             return
         if memory is not None:
-            raise self.error("unexpected token: missing offset in active data segment",
-                             items[pos] if pos < len(items) else field)
-        self.module.datas.append(DataSegment(self.read_data_strings(items, pos),
-                                             SegmentMode.PASSIVE))
+            raise self.error(
+                "unexpected token: missing offset in active data segment",
+                items[pos] if pos < len(items) else field,
+            )
+        self.module.datas.append(
+            DataSegment(self.read_data_strings(items, pos), SegmentMode.PASSIVE)
+        )
 
     def read_data_strings(self, items: list[Node], pos: int) -> bytes:
         parts = []
         for node in items[pos:]:
             if not isinstance(node, Atom) or node.kind != STRING:
-                raise self.error(f"unexpected token \"{describe(node)}\": expected a string",
-                                 node)
+                raise self.error(
+                    f'unexpected token "{describe(node)}": expected a string', node
+                )
             parts.append(node.value)
         return b"".join(parts)  # type: ignore[arg-type]
 

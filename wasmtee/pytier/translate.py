@@ -193,7 +193,8 @@ class FunctionTranslator:
             self.emit(f"l{index} = {default_literal(self.local_types[index])}")
         if self.targets:
             self.emit("_br = 0")
-        self.emit_checks(entry=True)
+        self.fuel_costs = self.count_fuel() if self.options.consume_fuel else {}
+        self.emit_checks(-1)
         self.blocks.append(Block("func", -1, (), self.type.results, 0, False, indent=self.indent))
         for index, instr in enumerate(self.func.body):
             self.translate_instr(index, instr)
@@ -216,9 +217,33 @@ class FunctionTranslator:
         ]
         return "\n".join(source_lines) + "\n", self.constants
 
-    def emit_checks(self, entry: bool = False) -> None:
+    def count_fuel(self) -> dict[int, int]:
+        """Return the fuel charged at the function entry (key -1) and at each loop header.
+
+        Each instruction costs one unit, charged where its region starts: the
+        function entry, or the header of the innermost loop that some branch
+        re-enters, once per iteration.
+        """
+        costs: dict[int, int] = {-1: 0}
+        regions = [-1]
+        opened: list[bool] = []
+        for index, instr in enumerate(self.func.body):
+            costs[regions[-1]] += 1
+            if instr.op in op.BLOCK_STARTS:
+                is_region = instr.op == op.LOOP and index in self.targets
+                opened.append(is_region)
+                if is_region:
+                    regions.append(index)
+                    costs[index] = 0
+            elif instr.op == op.END and opened:
+                if opened.pop():
+                    regions.pop()
+        return costs
+
+    def emit_checks(self, region: int) -> None:
         if self.options.consume_fuel:
-            self.emit("_fuel[0] -= 1")
+            cost = max(self.fuel_costs.get(region, 1), 1)
+            self.emit(f"_fuel[0] -= {cost}")
             self.emit("if _fuel[0] < 0: raise _trap_fuel()")
         if self.options.interruptible:
             self.emit("if _interrupt[0]: raise _trap_interrupt()")
@@ -296,7 +321,7 @@ class FunctionTranslator:
         if block.is_loop_in_python:
             self.emit("while True:")
             self.indent += 1
-            self.emit_checks()
+            self.emit_checks(index)
         for var in block.param_vars:
             self.stack.append(Operand(var))
 

@@ -30,7 +30,7 @@ from wasmtee.errors import (
     WasmteeError,
     WatSyntaxError,
 )
-from wasmtee.model import Module, SegmentMode
+from wasmtee.model import Module, SegmentMode, ValType
 from wasmtee.script.backend import Backend
 from wasmtee.script.results import (
     describe_expected,
@@ -331,7 +331,7 @@ class ScriptRunner:
 
     # Actions and assertions -----------------------------------------------------
 
-    def perform(self, action: Action) -> tuple[list[object], list[object]]:
+    def perform(self, action: Action) -> tuple[list[object], list[ValType]]:
         """Run an action; return its raw results and their value types."""
         instance = self.instance_for(action.module)
         extern = self.backend.export(instance, action.name)

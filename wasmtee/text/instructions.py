@@ -8,6 +8,7 @@ depths while parsing, with the innermost label at depth 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wasmtee import opcodes
@@ -97,7 +98,7 @@ class InstructionParser:
     # Sequences --------------------------------------------------------------
 
     def parse_body(
-        self, items: list[Node], pos: int, ctx: FunctionContext, out: list[Instr]
+        self, items: Sequence[Node], pos: int, ctx: FunctionContext, out: list[Instr]
     ) -> None:
         """Parse items[pos:] as a complete expression and append the final `end`."""
         self.parse_seq(items, pos, ctx, out, len(ctx.labels))
@@ -105,7 +106,7 @@ class InstructionParser:
 
     def parse_seq(
         self,
-        items: list[Node],
+        items: Sequence[Node],
         pos: int,
         ctx: FunctionContext,
         out: list[Instr],
@@ -161,7 +162,7 @@ class InstructionParser:
 
     def parse_plain(
         self,
-        items: list[Node],
+        items: Sequence[Node],
         pos: int,
         ctx: FunctionContext,
         out: list[Instr],
@@ -215,7 +216,7 @@ class InstructionParser:
         return None
 
     def check_closing_label(
-        self, items: list[Node], pos: int, label: bytes | None
+        self, items: Sequence[Node], pos: int, label: bytes | None
     ) -> int:
         if pos < len(items):
             node = items[pos]
@@ -225,7 +226,9 @@ class InstructionParser:
                 return pos + 1
         return pos
 
-    def read_label_id(self, items: list[Node], pos: int) -> tuple[bytes | None, int]:
+    def read_label_id(
+        self, items: Sequence[Node], pos: int
+    ) -> tuple[bytes | None, int]:
         if pos < len(items):
             node = items[pos]
             if isinstance(node, Atom) and node.kind == ID:
@@ -318,7 +321,7 @@ class InstructionParser:
         self,
         info: opcodes.OpInfo,
         head: Atom,
-        items: list[Node],
+        items: Sequence[Node],
         pos: int,
         ctx: FunctionContext,
     ) -> tuple[Instr, int]:
@@ -405,7 +408,7 @@ class InstructionParser:
             return Instr(code, (0, 0)), pos
         raise mp.error(f'unknown operator "{head.text}"', head)
 
-    def read_select(self, items: list[Node], pos: int) -> tuple[Instr, int]:
+    def read_select(self, items: Sequence[Node], pos: int) -> tuple[Instr, int]:
         types: list[ValType] = []
         typed = False
         while pos < len(items):
@@ -423,7 +426,7 @@ class InstructionParser:
         self,
         code: int,
         head: Atom,
-        items: list[Node],
+        items: Sequence[Node],
         pos: int,
         target_space: object,
         segment_space: object,
@@ -446,7 +449,7 @@ class InstructionParser:
         return Instr(code, segment), pos
 
     def read_memarg(
-        self, info: opcodes.OpInfo, head: Atom, items: list[Node], pos: int
+        self, info: opcodes.OpInfo, head: Atom, items: Sequence[Node], pos: int
     ) -> tuple[Instr, int]:
         mp = self.mp
         if pos < len(items) and is_index_atom(items[pos]):

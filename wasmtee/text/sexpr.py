@@ -99,15 +99,24 @@ class Source:
 
 
 class Atom:
-    """One token. `value` is the decoded bytes for strings and string identifiers."""
+    """One token. `value` is the decoded bytes for strings and string identifiers.
+
+    `items` and `head()` mirror `SList`, so code can test any node's shape
+    without first checking its class.
+    """
 
     __slots__ = ("kind", "offset", "text", "value")
+
+    items: tuple[()] = ()
 
     def __init__(self, kind: str, text: str, offset: int, value: bytes | None = None):
         self.kind = kind
         self.text = text
         self.offset = offset
         self.value = value
+
+    def head(self) -> None:
+        return None
 
     def __repr__(self) -> str:
         return f"Atom({self.kind}, {self.text!r})"
@@ -120,6 +129,11 @@ class SList:
     """
 
     __slots__ = ("end", "items", "offset")
+
+    # Mirrors of the token attributes, so that every node has them.
+    kind = "list"
+    text = "("
+    value: bytes | None = None
 
     def __init__(self, items: list[Atom | SList], offset: int, end: int = -1) -> None:
         self.items = items

@@ -95,9 +95,12 @@ class ScriptModule:
 
 @dataclass
 class Value:
-    """A constant in an action's arguments: a value type and its raw bits or reference."""
+    """A constant in an action's arguments: a value type and its raw bits or reference.
 
-    type: ValType
+    `type` is None only for an untyped `(ref.null)`.
+    """
+
+    type: ValType | None
     bits: object  # int bits for numbers; None (null) or an int for ref.extern
 
 
@@ -277,19 +280,13 @@ class _ScriptParser:
             and items[pos].text in ("binary", "quote")
         ):
             kind = items[pos].text
-            parts = []
+            parts: list[bytes] = []
             for atom in items[pos + 1 :]:
                 if not isinstance(atom, Atom) or atom.kind != STRING:
                     raise self.error(f"unexpected token in {kind} module", atom)
-                parts.append(atom.value)
-            return ScriptModule(
-                line,
-                name,
-                kind,
-                data=b" ".join(parts)  # type: ignore[arg-type]
-                if kind == "quote"
-                else b"".join(parts),
-            )  # type: ignore[arg-type]
+                parts.append(atom.value or b"")
+            joiner = b" " if kind == "quote" else b""
+            return ScriptModule(line, name, kind, data=joiner.join(parts))
         return ScriptModule(line, name, "text", self.source, items[pos:])
 
     def action(self, node: SList) -> Action:

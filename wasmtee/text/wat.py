@@ -10,6 +10,8 @@ at the end of the type section.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from wasmtee import opcodes
 from wasmtee.errors import UnsupportedFeature, WatSyntaxError
 from wasmtee.model import (
@@ -156,7 +158,7 @@ class ModuleParser:
         offset = node.offset if node is not None else len(self.source.text)
         return self.source.error(message, offset)
 
-    def expect_atom(self, items: list[Node], pos: int, after: Node) -> Atom:
+    def expect_atom(self, items: Sequence[Node], pos: int, after: Node) -> Atom:
         if pos >= len(items):
             raise self.error(f'unexpected end of list after "{describe(after)}"', after)
         node = items[pos]
@@ -188,7 +190,7 @@ class ModuleParser:
             f'unknown operator "{text}": expected a {type_name} literal', atom
         )
 
-    def read_name(self, items: list[Node], pos: int, after: Node) -> str:
+    def read_name(self, items: Sequence[Node], pos: int, after: Node) -> str:
         atom = self.expect_atom(items, pos, after)
         if atom.kind != STRING:
             raise self.error(f'unexpected token "{atom.text}": expected a string', atom)
@@ -198,13 +200,13 @@ class ModuleParser:
         return name
 
     def read_optional_index(
-        self, items: list[Node], pos: int, space: IndexSpace
+        self, items: Sequence[Node], pos: int, space: IndexSpace
     ) -> tuple[int, int]:
         if pos < len(items) and is_index_atom(items[pos]):
             return space.resolve(items[pos], self), pos + 1
         return 0, pos
 
-    def optional_id(self, items: list[Node], pos: int) -> tuple[Atom | None, int]:
+    def optional_id(self, items: Sequence[Node], pos: int) -> tuple[Atom | None, int]:
         if pos < len(items):
             node = items[pos]
             if isinstance(node, Atom) and node.kind == ID:
@@ -253,7 +255,7 @@ class ModuleParser:
         )
 
     def read_params(
-        self, items: list[Node], pos: int, allow_names: bool
+        self, items: Sequence[Node], pos: int, allow_names: bool
     ) -> tuple[list[ValType], list[Atom | None], int]:
         types: list[ValType] = []
         names: list[Atom | None] = []
@@ -275,7 +277,9 @@ class ModuleParser:
             pos += 1
         return types, names, pos
 
-    def read_results(self, items: list[Node], pos: int) -> tuple[list[ValType], int]:
+    def read_results(
+        self, items: Sequence[Node], pos: int
+    ) -> tuple[list[ValType], int]:
         types: list[ValType] = []
         while pos < len(items):
             node = items[pos]
@@ -286,7 +290,7 @@ class ModuleParser:
         return types, pos
 
     def read_func_signature(
-        self, items: list[Node], pos: int, allow_names: bool
+        self, items: Sequence[Node], pos: int, allow_names: bool
     ) -> tuple[FuncType, list[Atom | None], int]:
         params, names, pos = self.read_params(items, pos, allow_names)
         results, pos = self.read_results(items, pos)
@@ -304,7 +308,9 @@ class ModuleParser:
             self.type_lookup[func_type] = index
         return index
 
-    def read_explicit_type(self, items: list[Node], pos: int) -> tuple[int | None, int]:
+    def read_explicit_type(
+        self, items: Sequence[Node], pos: int
+    ) -> tuple[int | None, int]:
         if pos < len(items):
             node = items[pos]
             if isinstance(node, SList) and node.head() == "type":
@@ -314,7 +320,7 @@ class ModuleParser:
         return None, pos
 
     def read_type_use(
-        self, items: list[Node], pos: int, allow_names: bool = True
+        self, items: Sequence[Node], pos: int, allow_names: bool = True
     ) -> tuple[int, list[Atom | None], int]:
         """Read `(type x)? (param ...)* (result ...)*` and return the type index and param ids."""
         explicit, pos = self.read_explicit_type(items, pos)
@@ -337,7 +343,7 @@ class ModuleParser:
             names = [None] * len(declared.params)
         return explicit, names, pos
 
-    def read_block_type(self, items: list[Node], pos: int) -> tuple[object, int]:
+    def read_block_type(self, items: Sequence[Node], pos: int) -> tuple[object, int]:
         explicit, pos = self.read_explicit_type(items, pos)
         start = pos
         inline, _, pos = self.read_func_signature(items, pos, allow_names=False)
@@ -359,7 +365,7 @@ class ModuleParser:
         return self.intern_type(inline), pos
 
     def read_limits(
-        self, items: list[Node], pos: int, after: Node, bits: int
+        self, items: Sequence[Node], pos: int, after: Node, bits: int
     ) -> tuple[Limits, int]:
         atom = self.expect_atom(items, pos, after)
         minimum = self.read_limit(atom, bits)
@@ -383,7 +389,7 @@ class ModuleParser:
         return value
 
     def read_table_type(
-        self, items: list[Node], pos: int, after: Node
+        self, items: Sequence[Node], pos: int, after: Node
     ) -> tuple[TableType, int]:
         if (
             pos < len(items)
@@ -410,7 +416,7 @@ class ModuleParser:
         return TableType(elem_type, limits), pos + 1
 
     def read_memory_type(
-        self, items: list[Node], pos: int, after: Node
+        self, items: Sequence[Node], pos: int, after: Node
     ) -> tuple[MemoryType, int]:
         if (
             pos < len(items)
@@ -440,7 +446,7 @@ class ModuleParser:
         return MemoryType(limits), pos
 
     def read_global_type(
-        self, items: list[Node], pos: int, after: Node
+        self, items: Sequence[Node], pos: int, after: Node
     ) -> tuple[GlobalType, int]:
         if pos >= len(items):
             raise self.error("unexpected end of global type", after)
@@ -517,7 +523,7 @@ class ModuleParser:
             elif head == "data":
                 self.datas.define(self.optional_id(items, 1)[0], self)
 
-    def has_inline_segment(self, items: list[Node], pos: int, head: str) -> bool:
+    def has_inline_segment(self, items: Sequence[Node], pos: int, head: str) -> bool:
         return any(
             isinstance(node, SList) and node.head() == head for node in items[pos:]
         )
@@ -593,7 +599,7 @@ class ModuleParser:
         return index
 
     def read_inline_exports(
-        self, items: list[Node], pos: int, kind: ExternKind, index: int
+        self, items: Sequence[Node], pos: int, kind: ExternKind, index: int
     ) -> int:
         while (
             pos < len(items)
@@ -609,7 +615,7 @@ class ModuleParser:
         return pos
 
     def read_inline_import(
-        self, items: list[Node], pos: int
+        self, items: Sequence[Node], pos: int
     ) -> tuple[tuple[str, str] | None, int]:
         if (
             pos < len(items)
@@ -624,7 +630,7 @@ class ModuleParser:
             return (module, name), pos + 1
         return None, pos
 
-    def expect_end(self, items: list[Node], pos: int) -> None:
+    def expect_end(self, items: Sequence[Node], pos: int) -> None:
         if pos < len(items):
             raise self.error(f'unexpected token "{describe(items[pos])}"', items[pos])
 
@@ -709,7 +715,7 @@ class ModuleParser:
             raise self.error(f"duplicate local {name.text}", name)
         local_ids[key] = index
 
-    def parse_const_expr(self, items: list[Node], pos: int) -> list[Instr]:
+    def parse_const_expr(self, items: Sequence[Node], pos: int) -> list[Instr]:
         out: list[Instr] = []
         self.instrs.parse_body(items, pos, FunctionContext({}), out)
         return out
@@ -818,7 +824,7 @@ class ModuleParser:
             raise self.error("unexpected token in start", field)
         self.module.start = self.funcs.resolve(field.items[1], self)
 
-    def read_offset(self, items: list[Node], pos: int) -> list[Instr]:
+    def read_offset(self, items: Sequence[Node], pos: int) -> list[Instr]:
         node = items[pos]
         assert isinstance(node, SList)
         if node.head() == "offset":
@@ -882,7 +888,7 @@ class ModuleParser:
         self.module.elems.append(ElemSegment(elem_type, inits, SegmentMode.PASSIVE))
 
     def read_elem_payload(
-        self, items: list[Node], pos: int, bare_funcs: bool
+        self, items: Sequence[Node], pos: int, bare_funcs: bool
     ) -> tuple[list[list[Instr]], ValType]:
         if (
             pos < len(items)
@@ -905,7 +911,7 @@ class ModuleParser:
             )
         return self.read_func_indices(items, pos), ValType.FUNCREF
 
-    def read_func_indices(self, items: list[Node], pos: int) -> list[list[Instr]]:
+    def read_func_indices(self, items: Sequence[Node], pos: int) -> list[list[Instr]]:
         inits = []
         for node in items[pos:]:
             index = self.funcs.resolve(node, self)
@@ -913,7 +919,7 @@ class ModuleParser:
         return inits
 
     def read_elem_list(
-        self, items: list[Node], pos: int, elem_type: ValType, bare_funcs: bool
+        self, items: Sequence[Node], pos: int, elem_type: ValType, bare_funcs: bool
     ) -> list[list[Instr]]:
         """Read element expressions `(item ...)` or single folded instructions."""
         if bare_funcs and (pos >= len(items) or is_index_atom(items[pos])):
@@ -961,7 +967,7 @@ class ModuleParser:
             DataSegment(self.read_data_strings(items, pos), SegmentMode.PASSIVE)
         )
 
-    def read_data_strings(self, items: list[Node], pos: int) -> bytes:
+    def read_data_strings(self, items: Sequence[Node], pos: int) -> bytes:
         parts = []
         for node in items[pos:]:
             if not isinstance(node, Atom) or node.kind != STRING:
@@ -978,7 +984,7 @@ def describe(node: Node) -> str:
     return f"({describe_head(node)} ...)"
 
 
-def describe_head(node: SList) -> str:
+def describe_head(node: Node) -> str:
     if node.items and isinstance(node.items[0], Atom):
         return node.items[0].text
     return "("

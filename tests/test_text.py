@@ -83,8 +83,8 @@ def f32_bits_by_struct(value: float) -> int:
         ("-nan:0x1", 0xFF80_0001),
         ("nan:0x7f_ffff", 0x7FFF_FFFF),
         ("1_000.000_1e-0_3", f32_bits_by_struct(1.0000001)),
-        # 1 + 2**-24 + 2**-60: a double rounds it to the tie 1 + 2**-24, which then
-        # rounds to even (1.0); exact rounding gives the next f32 up.
+        # The value 1 + 2**-24 + 2**-60 rounds to the tie 1 + 2**-24 as a double,
+        # and that tie rounds to even (1.0). Exact rounding gives the next f32 up.
         ("0x1.000001000000001p0", 0x3F80_0001),
         ("1.00000005960464477539062500000001", 0x3F80_0001),
     ],

@@ -188,18 +188,22 @@ class _ScriptParser:
         items = node.items
         if head == "module":
             return Command("module", line, module=self.module(node))
+
         if head == "register":
             name = self.string(items, 1, node)
             module_name = self.optional_name(items, 2)
             return Command(
                 "register", line, register_as=name, register_module=module_name
             )
+
         if head in ("invoke", "get"):
             return Command("action", line, action=self.action(node))
+
         if head == "assert_return":
             action = self.action(self.nth_list(items, 1, node))
             expected = [self.expected(item) for item in items[2:]]
             return Command(head, line, action=action, expected=expected)
+
         if head in ("assert_trap", "assert_exhaustion"):
             target = self.nth_list(items, 1, node)
             message = self.string(items, 2, node)
@@ -210,6 +214,7 @@ class _ScriptParser:
                     )
                 return Command(head, line, module=self.module(target), message=message)
             return Command(head, line, action=self.action(target), message=message)
+
         if head in (
             "assert_malformed",
             "assert_invalid",
@@ -221,6 +226,7 @@ class _ScriptParser:
                 raise self.error(f"unexpected token: {head} takes a module", target)
             message = self.string(items, 2, node)
             return Command(head, line, module=self.module(target), message=message)
+
         if head in ("assert_exception", "assert_suspension"):
             raise ScriptSkip(f"unsupported feature: {head}")
         if head in ("thread", "wait", "either"):

@@ -45,7 +45,7 @@ class ControlFrame:
 
 @dataclass
 class FunctionFacts:
-    """What validation learned about one function body.
+    """Facts that validation computed about one function body.
 
     `blocks` maps the instruction index of each block, loop and if to
     `(else_index, end_index)`, with else_index None when there is no else.
@@ -139,12 +139,21 @@ class BodyValidator:
         return actual
 
     def pop_types(self, types: tuple[ValType, ...]) -> None:
+        count = len(types)
+        if not count:
+            return
+        vals = self.vals
+        if len(vals) - count >= self.ctrls[-1].height and vals[-count:] == list(types):
+            del vals[-count:]
+            return
         for val_type in reversed(types):
             self.pop(val_type)
 
     def push_types(self, types: tuple[ValType, ...]) -> None:
-        for val_type in types:
-            self.push(val_type)
+        vals = self.vals
+        vals.extend(types)
+        if len(vals) > self.max_stack:
+            self.max_stack = len(vals)
 
     def push_ctrl(self, opcode: int, start: tuple[ValType, ...], end: tuple[ValType, ...],
                   index: int) -> None:

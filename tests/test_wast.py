@@ -227,3 +227,16 @@ def test_cli_summary_and_exit_status(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "0 passed, 1 failed, 0 skipped"
     assert lines[0].startswith(f"{bad}:2: ")
+
+
+def test_endless_loop_is_interrupted(tmp_path):
+    path = tmp_path / "spin.wast"
+    path.write_text(
+        '(module (func (export "spin") (loop (br 0)))\n'
+        '  (func (export "ok") (result i32) (i32.const 1)))\n'
+        '(assert_return (invoke "spin"))\n'
+        '(assert_return (invoke "ok") (i32.const 1))\n'
+    )
+    summary = run_script_file(path, timeout=1.0)
+    assert (summary.passed, summary.failed) == (1, 1)
+    assert "interrupted" in summary.failures[0].reason

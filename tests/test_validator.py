@@ -469,3 +469,9 @@ def test_spec_later_proposals_never_accepted_wrongly():
                 problems.append(f"{where}: valid module rejected: {error!r}")
     assert checked > 1000
     assert not problems, "\n".join(problems[:20])
+
+
+def test_hand_built_module_with_bad_fields():
+    module = Module(types=[FuncType((), ())], mems=[Memory(MemoryType(Limits(None)))])
+    with pytest.raises(ValidationError, match="^malformed module"):
+        validate_module(module)

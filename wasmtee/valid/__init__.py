@@ -7,6 +7,8 @@ whose message begins with the spec test suite's text.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 from wasmtee import opcodes as op
@@ -25,7 +27,9 @@ from wasmtee.model import (
 )
 from wasmtee.valid.code import BodyValidator, Context, FunctionFacts
 
-__all__ = ["ModuleInfo", "FunctionFacts", "validate_module"]
+__all__ = ["ModuleInfo", "FunctionFacts", "MultipleMemories", "validate_module"]
+
+logger = logging.getLogger(__name__)
 
 MAX_PAGES = 65536
 MAX_TABLE_SIZE = (1 << 32) - 1
@@ -137,7 +141,10 @@ class _ConstChecker:
                 operand_type = _EXTENDED_CONST[code]
                 for _ in range(2):
                     if not stack or stack.pop() != operand_type:
-                        raise ValidationError(f"type mismatch (in {what})")
+                        raise ValidationError(
+                            f"type mismatch (expected two {operand_type.text} operands, "
+                            f"in {op.op_name(code)} of {what})"
+                        )
                 stack.append(operand_type)
             else:
                 raise ValidationError(
@@ -167,8 +174,22 @@ def _declared_refs(module: Module) -> set[int]:
 def validate_module(module: Module) -> ModuleInfo:
     """Validate `module` and return the facts the runtime needs.
 
-    Raises ValidationError naming the failed rule and the offending value.
+    Raises ValidationError naming the failed rule and the offending value, or
+    UnsupportedFeature (a ValidationError) for a proposal beyond WebAssembly 2.0.
     """
+    started = time.perf_counter()
+    try:
+        info = _validate(module)
+    except (TypeError, ValueError, IndexError, AttributeError, KeyError) as exc:
+        # Decoded and parsed modules never get here: only a hand-built Module
+        # with a field of the wrong type or shape does.
+        raise ValidationError(f"malformed module ({type(exc).__name__}: {exc})") from None
+    logger.debug("validated %d functions in %.3f s", len(info.functions),
+                 time.perf_counter() - started)
+    return info
+
+
+def _validate(module: Module) -> ModuleInfo:
     types = module.types
     func_types: list[FuncType] = []
     tables: list[ValType] = []
@@ -207,7 +228,8 @@ def validate_module(module: Module) -> ModuleInfo:
 
     checker = _ConstChecker(len(func_types), globals, imported_globals)
     for index, glob in enumerate(module.globals):
-        # A global's initializer sees the imported and earlier defined globals.
+        # WebAssembly 2.0 lets an initializer read imported globals only; 3.0 (and
+        # wasmtime) also allow earlier immutable defined globals, and so does wasmtee.
         visible = len(globals)
         checker.check(glob.init, glob.type.val_type, visible, f"global {visible}")
         globals.append((glob.type.val_type, glob.type.mutable))

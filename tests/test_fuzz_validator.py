@@ -30,6 +30,7 @@ from wasmtee.model import (
     Function,
     FuncType,
     Global,
+    Import,
     GlobalType,
     Instr,
     Limits,
@@ -394,3 +395,109 @@ def test_smith_modules_validate(seed):
         ours = error
     if check.returncode == 0:
         assert ours is None, str(ours)
+
+
+# -- generated module-level structure, compared with wasmtime -------------------------
+
+CONST_TYPES = [I32, I64, F64, FUNCREF, EXTERNREF]
+
+
+@st.composite
+def const_exprs(draw, global_count: int, func_count: int) -> list[Instr]:
+    """A constant expression that is usually, but not always, valid."""
+    kind = draw(st.sampled_from(["const", "const", "global", "ref", "arith", "bad"]))
+    if kind == "const":
+        val_type = draw(st.sampled_from([I32, I64, F64]))
+        expr = [Instr(CONSTANTS[val_type], draw(st.integers(0, 9)))]
+    elif kind == "global":
+        expr = [Instr(op.GLOBAL_GET, draw(st.integers(0, global_count + 1)))]
+    elif kind == "ref":
+        expr = [draw(st.sampled_from([
+            Instr(op.REF_NULL, FUNCREF), Instr(op.REF_NULL, EXTERNREF),
+            Instr(op.REF_FUNC, draw(st.integers(0, func_count))),
+        ]))]
+    elif kind == "arith":
+        name = draw(st.sampled_from(["i32.add", "i32.mul", "i64.sub", "i64.add"]))
+        left = draw(st.sampled_from([I32, I64]))
+        expr = [Instr(CONSTANTS[left], 1), Instr(CONSTANTS[I32 if name[:3] == "i32" else I64], 2),
+                Instr(op.BY_NAME[name].code)]
+    else:
+        expr = [Instr(op.I32_CONST, 1), Instr(op.BY_NAME["i32.clz"].code)]
+    return expr + [Instr(op.END)]
+
+
+limits = st.builds(Limits, st.integers(0, 3), st.none() | st.sampled_from([0, 3, 4, 5]))
+
+
+@st.composite
+def modules(draw) -> Module:
+    func_count = draw(st.integers(0, 2))
+    imports = []
+    for index in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(list(ExternKind)))
+        if kind is ExternKind.FUNC:
+            desc = draw(st.integers(0, 2))
+        elif kind is ExternKind.TABLE:
+            desc = TableType(draw(st.sampled_from([FUNCREF, EXTERNREF])), draw(limits))
+        elif kind is ExternKind.MEMORY:
+            desc = MemoryType(draw(limits))
+        else:
+            desc = GlobalType(draw(st.sampled_from(CONST_TYPES)), draw(st.booleans()))
+        imports.append(Import("m", str(index), kind, desc))
+    total_funcs = func_count + sum(imp.kind is ExternKind.FUNC for imp in imports)
+    global_count = draw(st.integers(0, 3))
+    imported_globals = sum(imp.kind is ExternKind.GLOBAL for imp in imports)
+    globals_ = [
+        Global(GlobalType(draw(st.sampled_from(CONST_TYPES)), draw(st.booleans())),
+               draw(const_exprs(imported_globals + index, total_funcs)))
+        for index in range(global_count)
+    ]
+    tables = [Table(TableType(draw(st.sampled_from([FUNCREF, EXTERNREF])), draw(limits)))
+              for _ in range(draw(st.integers(0, 2)))]
+    memory_limits = st.builds(Limits, st.sampled_from([0, 1, 1, 65536, 65537]),
+                              st.none() | st.sampled_from([0, 2, 2, 65536, 65537]))
+    mems = [Memory(MemoryType(draw(memory_limits))) for _ in range(draw(st.integers(0, 1)))]
+    all_globals = global_count + imported_globals
+    elems = []
+    for _ in range(draw(st.integers(0, 2))):
+        mode = draw(st.sampled_from(list(SegmentMode)))
+        elem_type = draw(st.sampled_from([FUNCREF, EXTERNREF]))
+        init = draw(st.lists(const_exprs(all_globals, total_funcs), max_size=2))
+        offset = draw(const_exprs(all_globals, total_funcs)) if mode is SegmentMode.ACTIVE else None
+        elems.append(ElemSegment(elem_type, init, mode, draw(st.integers(0, 2)), offset))
+    datas = []
+    for _ in range(draw(st.integers(0, 2))):
+        active = draw(st.booleans())
+        offset = draw(const_exprs(all_globals, total_funcs)) if active else None
+        mode = SegmentMode.ACTIVE if active else SegmentMode.PASSIVE
+        datas.append(DataSegment(b"x", mode, 0, offset))
+    exports = [
+        Export(draw(st.sampled_from(["a", "b", "c"])), draw(st.sampled_from(list(ExternKind))),
+               draw(st.integers(0, 2)))
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    body = [Instr(op.END)]
+    if draw(st.booleans()) and total_funcs:
+        body = [Instr(op.REF_FUNC, draw(st.integers(0, total_funcs - 1))), Instr(op.DROP), *body]
+    return Module(
+        types=list(TYPES), imports=imports,
+        funcs=[Function(2, [], list(body)) for _ in range(func_count)],
+        tables=tables, mems=mems, globals=globals_, exports=exports,
+        start=draw(st.none() | st.integers(0, 3)), elems=elems, datas=datas,
+        data_count=len(datas),
+    )
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(modules())
+def test_generated_modules_match_wasmtime(module):
+    try:
+        validate_module(module)
+        ours = None
+    except ValidationError as error:
+        ours = error
+    expected = _wasmtime_accepts(encode_module(module))
+    if isinstance(ours, UnsupportedFeature):
+        assert ours.feature == "multi-memory"
+        return  # wasmtime implements multi-memory
+    assert (ours is None) == expected, f"wasmtee: {ours}, wasmtime accepts: {expected}"

@@ -27,8 +27,25 @@ def wasmtee(*args: str, stdin: bytes = b"", timeout: float = 120) -> subprocess.
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the command line in this process (for commands that run no wasm code)."""
+    import contextlib
+    import io
+
+    from wasmtee.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args))
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(args, status, out.getvalue().encode(),
+                                       err.getvalue().encode())
+
+
 def test_help_documents_every_option():
-    proc = wasmtee("run", "--help")
+    proc = cli("run", "--help")
     assert proc.returncode == 0
     text = proc.stdout.decode()
     for option in ("--dir", "--dir-ro", "--env", "--invoke", "--fuel", "--max-memory",
@@ -50,7 +67,7 @@ def test_help_documents_every_option():
     ["inspect", "missing-module.wasm"],
 ])
 def test_bad_arguments_exit_2(args):
-    proc = wasmtee(*args)
+    proc = cli(*args)
     assert proc.returncode == 2, proc.stderr
     assert b"Traceback" not in proc.stderr
     assert b"error" in proc.stderr
@@ -78,7 +95,7 @@ def test_parse_invoke_args_by_type():
 
 
 def test_inspect_reports_wasi_and_features():
-    proc = wasmtee("inspect", str(REPO / "examples" / "wasi" / "copy.wasm"))
+    proc = cli("inspect", str(REPO / "examples" / "wasi" / "copy.wasm"))
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout.decode()
     assert "WASI: wasi_snapshot_preview1" in text
@@ -92,7 +109,7 @@ def test_inspect_wat_reactor(tmp_path):
     wat = tmp_path / "r.wat"
     wat.write_text('(module (memory (export "memory") 1 2) (func (export "_initialize"))'
                    ' (func (export "pair") (result i32 i64) i32.const 1 i64.const 2))')
-    proc = wasmtee("inspect", str(wat))
+    proc = cli("inspect", str(wat))
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout.decode()
     assert "kind: reactor (_initialize)" in text
@@ -103,7 +120,7 @@ def test_inspect_wat_reactor(tmp_path):
 def test_inspect_malformed_module(tmp_path):
     bad = tmp_path / "bad.wasm"
     bad.write_bytes(b"\0asm\x01\0\0\0\x01\xff")
-    proc = wasmtee("inspect", str(bad))
+    proc = cli("inspect", str(bad))
     assert proc.returncode == 1
     assert b"Traceback" not in proc.stderr
 

@@ -444,6 +444,7 @@ def modules(draw) -> Module:
         else:
             desc = GlobalType(draw(st.sampled_from(CONST_TYPES)), draw(st.booleans()))
         imports.append(Import("m", str(index), kind, desc))
+
     total_funcs = func_count + sum(imp.kind is ExternKind.FUNC for imp in imports)
     global_count = draw(st.integers(0, 3))
     imported_globals = sum(imp.kind is ExternKind.GLOBAL for imp in imports)
@@ -452,12 +453,14 @@ def modules(draw) -> Module:
                draw(const_exprs(imported_globals + index, total_funcs)))
         for index in range(global_count)
     ]
+
     tables = [Table(TableType(draw(st.sampled_from([FUNCREF, EXTERNREF])), draw(limits)))
               for _ in range(draw(st.integers(0, 2)))]
     memory_limits = st.builds(Limits, st.sampled_from([0, 1, 1, 65536, 65537]),
                               st.none() | st.sampled_from([0, 2, 2, 65536, 65537]))
     mems = [Memory(MemoryType(draw(memory_limits))) for _ in range(draw(st.integers(0, 1)))]
     all_globals = global_count + imported_globals
+
     elems = []
     for _ in range(draw(st.integers(0, 2))):
         mode = draw(st.sampled_from(list(SegmentMode)))
@@ -465,17 +468,20 @@ def modules(draw) -> Module:
         init = draw(st.lists(const_exprs(all_globals, total_funcs), max_size=2))
         offset = draw(const_exprs(all_globals, total_funcs)) if mode is SegmentMode.ACTIVE else None
         elems.append(ElemSegment(elem_type, init, mode, draw(st.integers(0, 2)), offset))
+
     datas = []
     for _ in range(draw(st.integers(0, 2))):
         active = draw(st.booleans())
         offset = draw(const_exprs(all_globals, total_funcs)) if active else None
         mode = SegmentMode.ACTIVE if active else SegmentMode.PASSIVE
         datas.append(DataSegment(b"x", mode, 0, offset))
+
     exports = [
         Export(draw(st.sampled_from(["a", "b", "c"])), draw(st.sampled_from(list(ExternKind))),
                draw(st.integers(0, 2)))
         for _ in range(draw(st.integers(0, 3)))
     ]
+
     body = [Instr(op.END)]
     if draw(st.booleans()) and total_funcs:
         body = [Instr(op.REF_FUNC, draw(st.integers(0, total_funcs - 1))), Instr(op.DROP), *body]

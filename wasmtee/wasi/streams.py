@@ -76,6 +76,8 @@ class StreamNode(_NotAFile):
         if not self.readable:
             raise WasiError(Errno.BADF, "read from an output stream")
         if self.host_fd is not None:
+            # TODO: a blocking read of inherited stdin ignores the store's interrupt,
+            # so `wasmtee run --timeout` cannot stop a guest that waits here.
             try:
                 return os.read(self.host_fd, n)
             except OSError as exc:

@@ -187,7 +187,7 @@ class ModuleParser:
         if looks_numeric and "__" not in text and not text.endswith("_"):
             return self.error(f'constant out of range: {type_name} "{text}"', atom)
         return self.error(
-            f'unknown operator "{text}": expected a {type_name} literal', atom
+            f'unknown operator "{text}": expected an {type_name} literal', atom
         )
 
     def read_name(self, items: Sequence[Node], pos: int, after: Node) -> str:

@@ -355,6 +355,8 @@ def test_comments_annotations_and_string_ids():
         ("(func (i32.const 0x1_0000_0000) drop)", "constant out of range"),
         ("(func (f32.const 1e39) drop)", "constant out of range"),
         ("(func (i32.foo))", "unknown operator"),
+        ("(func (f64.const 1x) drop)", "unknown operator"),
+        ("(func (i64.const 1__0) drop)", "unknown operator"),
         ("(func (br $nowhere))", "unknown label"),
         ("(func $f) (func $f)", "duplicate func"),
         ("(func (param $x i32) (local $x i32))", "duplicate local"),

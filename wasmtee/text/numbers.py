@@ -175,3 +175,17 @@ def _parse_magnitude(body: str) -> tuple[int, int] | None:
     if exponent >= 0:
         return mantissa << exponent, 1
     return mantissa, 1 << -exponent
+
+
+def is_well_formed_literal(text: str, is_float: bool) -> bool:
+    """Tell whether `text` has the syntax of a literal, whatever its range."""
+    if not is_float:
+        return _INT_RE.fullmatch(text) is not None
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if body in ("inf", "nan"):
+        return True
+    if body.startswith("nan:"):
+        return _NAN_PAYLOAD_RE.fullmatch(body) is not None
+    if body.startswith("0x"):
+        return _HEX_FLOAT_RE.fullmatch(body) is not None
+    return _DEC_FLOAT_RE.fullmatch(body) is not None

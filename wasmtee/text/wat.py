@@ -35,7 +35,7 @@ from wasmtee.model import (
     ValType,
 )
 from wasmtee.text.instructions import FunctionContext, InstructionParser, is_index_atom
-from wasmtee.text.numbers import parse_uint
+from wasmtee.text.numbers import is_well_formed_literal, parse_uint
 from wasmtee.text.sexpr import (
     ID,
     KEYWORD,
@@ -180,11 +180,7 @@ class ModuleParser:
 
     def number_error(self, atom: Atom, type_name: str) -> WatSyntaxError:
         text = atom.text
-        looks_numeric = text.lstrip("+-")[:1].isdigit() or text.lstrip("+-")[:3] in (
-            "inf",
-            "nan",
-        )
-        if looks_numeric and "__" not in text and not text.endswith("_"):
+        if is_well_formed_literal(text, is_float=type_name[0] == "f"):
             return self.error(f'constant out of range: {type_name} "{text}"', atom)
         return self.error(
             f'unknown operator "{text}": expected an {type_name} literal', atom

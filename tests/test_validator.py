@@ -19,7 +19,12 @@ import pytest
 
 from wasmtee import opcodes as op
 from wasmtee.binary import decode_module
-from wasmtee.errors import DecodeError, UnsupportedFeature, ValidationError, WasmteeError
+from wasmtee.errors import (
+    DecodeError,
+    UnsupportedFeature,
+    ValidationError,
+    WasmteeError,
+)
 from wasmtee.model import (
     DataSegment,
     ExternKind,
@@ -29,9 +34,9 @@ from wasmtee.model import (
     GlobalType,
     Import,
     Instr,
+    Limits,
     Memory,
     MemoryType,
-    Limits,
     Module,
     SegmentMode,
     ValType,
@@ -185,8 +190,8 @@ INVALID = [
     ("(module (func (param funcref funcref) local.get 0 local.get 1 i32.const 0 select drop))",
      "type mismatch"),
     ("(module (func unreachable ref.null func select drop))", "type mismatch"),
-    ("(module (func block (result i32) loop (result i64) i64.const 0 i32.const 0 br_table 0 1 end"
-     " drop end drop))", "type mismatch"),
+    (("(module (func block (result i32) loop (result i64) i64.const 0 i32.const 0 br_table 0 1"
+      " end drop end drop))"), "type mismatch"),
     ("(module (func call 5))", "unknown function 5"),
     ("(module (func global.get 2 drop))", "unknown global 2"),
     ("(module (func local.get 5 drop))", "unknown local 5"),
@@ -198,8 +203,8 @@ INVALID = [
     ("(module (func block (type 3) end))", "unknown type"),
     ("(module (func data.drop 0))", "unknown data segment"),
     ("(module (func elem.drop 4))", "unknown elem segment 4"),
-    ("(module (func (result i32) i32.const 0 i32.const 0 i32.const 1"
-     " select (result i32 i32) drop))", "invalid result arity"),
+    (("(module (func (result i32) i32.const 0 i32.const 0 i32.const 1"
+      " select (result i32 i32) drop))"), "invalid result arity"),
     ("(module (global i32 (i32.const 0) (nop)))", "constant expression required"),
     ("(module (global (mut i32) (i32.const 0)) (global i32 (global.get 0)))",
      "constant expression required"),
@@ -222,12 +227,12 @@ INVALID = [
     ("(module (export \"a\" (global 0)))", "unknown global 0"),
     ("(module (global i32 (i32.const 0)) (func i32.const 1 global.set 0))", "immutable global"),
     ("(module (table 1 externref) (func i32.const 0 call_indirect))", "type mismatch"),
-    ("(module (table 1 funcref) (table 1 externref) (func i32.const 0 i32.const 0 i32.const 0"
-     " table.copy 0 1))", "type mismatch"),
+    (("(module (table 1 funcref) (table 1 externref) (func i32.const 0 i32.const 0"
+      " i32.const 0 table.copy 0 1))"), "type mismatch"),
     ("(module (table 1 funcref) (elem (i32.const 0) externref (ref.null extern)))",
      "type mismatch"),
-    ("(module (table 1 externref) (elem funcref (ref.null func))"
-     " (func i32.const 0 i32.const 0 i32.const 0 table.init 0 0))", "type mismatch"),
+    (("(module (table 1 externref) (elem funcref (ref.null func))"
+      " (func i32.const 0 i32.const 0 i32.const 0 table.init 0 0))"), "type mismatch"),
     ("(module (memory 1) (data (i64.const 0) \"\"))", "type mismatch"),
     ("(module (data (i32.const 0) \"\"))", "unknown memory 0"),
 ]

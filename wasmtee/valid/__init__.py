@@ -27,7 +27,7 @@ from wasmtee.model import (
 )
 from wasmtee.valid.code import BodyValidator, Context, FunctionFacts
 
-__all__ = ["ModuleInfo", "FunctionFacts", "MultipleMemories", "validate_module"]
+__all__ = ["FunctionFacts", "ModuleInfo", "MultipleMemories", "validate_module"]
 
 logger = logging.getLogger(__name__)
 

@@ -111,8 +111,7 @@ class BodyValidator:
 
     def push(self, val_type: ValType | None) -> None:
         self.vals.append(val_type)
-        if len(self.vals) > self.max_stack:
-            self.max_stack = len(self.vals)
+        self.max_stack = max(self.max_stack, len(self.vals))
 
     def pop_any(self) -> ValType | None:
         frame = self.ctrls[-1]
@@ -152,8 +151,7 @@ class BodyValidator:
     def push_types(self, types: tuple[ValType, ...]) -> None:
         vals = self.vals
         vals.extend(types)
-        if len(vals) > self.max_stack:
-            self.max_stack = len(vals)
+        self.max_stack = max(self.max_stack, len(vals))
 
     def push_ctrl(self, opcode: int, start: tuple[ValType, ...], end: tuple[ValType, ...],
                   index: int) -> None:
@@ -266,7 +264,7 @@ class BodyValidator:
                         for val_type in reversed(params):
                             self.pop(val_type)
                     vals.extend(results)
-                    if len(vals) > self.max_stack:
+                    if len(vals) > self.max_stack:  # noqa: PLR1730 (faster than max in this loop)
                         self.max_stack = len(vals)
                     continue
                 if code == LOCAL_GET:
@@ -274,7 +272,7 @@ class BodyValidator:
                     if not 0 <= local < len(self.locals):
                         raise self.error(f"unknown local {local}")
                     vals.append(self.locals[local])
-                    if len(vals) > self.max_stack:
+                    if len(vals) > self.max_stack:  # noqa: PLR1730 (faster than max in this loop)
                         self.max_stack = len(vals)
                     continue
                 handler = handlers.get(code)

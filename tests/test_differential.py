@@ -24,6 +24,7 @@ import functools
 import importlib.util
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +319,8 @@ def bench_runtimes() -> Any:
         "bench_runtimes", BENCH_DIR / "runtimes.py"
     )
     module = importlib.util.module_from_spec(spec)
+    # dataclasses looks the module up in sys.modules while it runs.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

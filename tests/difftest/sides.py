@@ -76,7 +76,9 @@ class Outcome:
     details: dict[int, str] = field(default_factory=dict)
 
     def add_error(self, prefix: str, side: Side, exc: BaseException) -> None:
-        self.details[len(self.events)] = f"{type(exc).__name__}: {exc}"
+        # wasmtime appends a multi-line backtrace; its first line is enough.
+        first_line = (str(exc).splitlines() or [""])[0]
+        self.details[len(self.events)] = f"{type(exc).__name__}: {first_line}"
         self.events.append(f"{prefix}{side.describe_error(exc)}")
 
 

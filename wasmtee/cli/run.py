@@ -83,6 +83,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--argv0", metavar="NAME",
                         help="the program name the guest sees as argv[0] (default: the "
                         "module's file name)")
+    parser.add_argument("--enclave", choices=["sim", "gramine"], metavar="{sim,gramine}",
+                        help="run the WASI command inside an enclave of this backend (sim: "
+                        "simulated SGX, no hardware protection). Arguments, --env, stdin, "
+                        "stdout, stderr and the exit code are forwarded. At most one --dir "
+                        "HOST::GUEST: GUEST is a protected-file directory whose files the "
+                        "enclave encrypts and stores under HOST; the guest sees no plain host "
+                        "directory. Not combinable with --invoke, --fuel, --max-memory, "
+                        "--timeout, --tier or --dir-ro")
     parser.add_argument("module", metavar="MODULE", help="the .wasm or .wat file to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="guest arguments, or --invoke arguments")
@@ -163,6 +171,10 @@ def _print_trap(trap: Trap) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the module; a UsageError (bad option value, missing export) exits with 2."""
     try:
+        if getattr(args, "enclave", None) is not None:
+            from wasmtee.tee.run import run_in_enclave
+
+            return run_in_enclave(args)
         return _run(args)
     except UsageError as exc:
         print(f"wasmtee run: error: {exc}", file=sys.stderr)

@@ -1,0 +1,145 @@
+"""`wasmtee run --enclave sim`: WASI commands inside a simulated enclave, through the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GUEST_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+    printf("hello from the enclave\n");
+    for (int i = 0; i < argc; i++) printf("argv[%d]=%s\n", i, argv[i]);
+    const char *greeting = getenv("GREETING");
+    printf("GREETING=%s\n", greeting ? greeting : "(unset)");
+    fprintf(stderr, "diagnostic on stderr\n");
+    if (argc > 2 && strcmp(argv[1], "write") == 0) {
+        FILE *file = fopen("/data/secret.txt", "w");
+        if (!file) { perror("fopen for writing"); return 10; }
+        fputs(argv[2], file);
+        fclose(file);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "read") == 0) {
+        char buffer[256] = {0};
+        FILE *file = fopen("/data/secret.txt", "r");
+        if (!file) { perror("fopen for reading"); return 11; }
+        fgets(buffer, sizeof buffer, file);
+        fclose(file);
+        printf("read: %s\n", buffer);
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "exit") == 0) return atoi(argv[2]);
+    if (argc > 1 && strcmp(argv[1], "trap") == 0) __builtin_trap();
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("guest")
+    source = directory / "guest.c"
+    source.write_text(GUEST_C)
+    output = directory / "guest.wasm"
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=wasm32-wasi", "-O2",
+                    str(source), "-o", str(output)], check=True, capture_output=True)
+    return output
+
+
+@pytest.fixture(scope="module")
+def state_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+def run_cli(state_home: Path, *argv: str) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, XDG_STATE_HOME=str(state_home), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "wasmtee", "run", *argv], env=env,
+                          capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_hello_forwards_args_env_stdio(guest, state_home):
+    result = run_cli(state_home, "--enclave", "sim", "--env", "GREETING=hi", str(guest),
+                     "one", "two words")
+    assert result.returncode == 0, result.stderr
+    stdout = result.stdout.decode()
+    assert "hello from the enclave\n" in stdout
+    assert "argv[0]=guest.wasm\n" in stdout
+    assert "argv[1]=one\n" in stdout
+    assert "argv[2]=two words\n" in stdout
+    assert "GREETING=hi\n" in stdout
+    assert b"diagnostic on stderr\n" in result.stderr
+
+
+def test_host_environment_not_passed(guest, state_home):
+    result = run_cli(state_home, "--enclave", "sim", str(guest))
+    assert result.returncode == 0, result.stderr
+    assert "GREETING=(unset)\n" in result.stdout.decode()
+
+
+@pytest.mark.parametrize("code", [0, 3, 255])
+def test_exit_code_returned(guest, state_home, code):
+    result = run_cli(state_home, "--enclave", "sim", str(guest), "exit", str(code))
+    assert result.returncode == code, result.stderr
+
+
+def test_trap_exits_134(guest, state_home):
+    result = run_cli(state_home, "--enclave", "sim", str(guest), "trap")
+    assert result.returncode == 134
+    assert b"trap inside the enclave" in result.stderr
+
+
+def test_bad_module_clear_error(tmp_path, state_home):
+    module = tmp_path / "bad.wasm"
+    module.write_bytes(b"\x00asm\x01\x00\x00\x00\x01\xff")
+    result = run_cli(state_home, "--enclave", "sim", str(module))
+    assert result.returncode == 1
+    assert b"the enclave rejected" in result.stderr
+    assert b"bad.wasm" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_missing_module_usage_error(tmp_path, state_home):
+    result = run_cli(state_home, "--enclave", "sim", str(tmp_path / "absent.wasm"))
+    assert result.returncode == 2
+    assert b"cannot read module" in result.stderr
+
+
+@pytest.mark.parametrize("options", [["--invoke", "f"], ["--fuel", "10"], ["--dir-ro", "."],
+                                     ["--tier", "llvm"]])
+def test_unsupported_option_rejected(guest, state_home, options):
+    result = run_cli(state_home, "--enclave", "sim", *options, str(guest))
+    assert result.returncode == 2
+    assert b"not supported with --enclave" in result.stderr
+
+
+def test_dir_is_protected_storage(guest, state_home, tmp_path):
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    secret = "launch code 0451 for the enclave"
+    spec = f"{storage}::/data"
+    written = run_cli(state_home, "--enclave", "sim", "--dir", spec, str(guest), "write", secret)
+    assert written.returncode == 0, written.stderr
+    stored = [path for path in storage.rglob("*") if path.is_file()]
+    assert stored, "the protected file left nothing in the host directory"
+    for path in stored:
+        assert secret.encode() not in path.read_bytes(), path
+    read = run_cli(state_home, "--enclave", "sim", "--dir", spec, str(guest), "read")
+    assert read.returncode == 0, read.stderr
+    assert f"read: {secret}\n" in read.stdout.decode()
+
+
+def test_two_dirs_rejected(guest, state_home, tmp_path):
+    result = run_cli(state_home, "--enclave", "sim", "--dir", str(tmp_path), "--dir",
+                     str(tmp_path), str(guest))
+    assert result.returncode == 2
+    assert b"one --dir" in result.stderr

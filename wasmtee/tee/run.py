@@ -1,0 +1,148 @@
+"""`wasmtee run --enclave BACKEND`: run a WASI command inside an enclave.
+
+The module, its arguments, environment and standard input cross the ECALL
+boundary. The enclave runs `_start` with its own runtime and returns the
+exit status and captured output, and this module writes that output to the
+host's standard output and error.
+
+Directories: the guest never sees a plain host directory. Each run accepts
+at most one `--dir HOST::GUEST`, and GUEST becomes a directory of protected
+files (wasmtee.tee.protected_fs). Their contents are encrypted and
+authenticated inside the enclave with a key sealed to MRENCLAVE, and stored
+as ciphertext under HOST through file OCALLs. So HOST holds ciphertext that
+only an enclave with the same measurement on the same platform can read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from wasmtee.errors import UsageError
+from wasmtee.tee.enclave import Enclave, EnclaveCallError
+from wasmtee.tee.errors import TeeError
+
+log = logging.getLogger(__name__)
+
+TRAP_EXIT_STATUS = 134
+# The protected-file store that `--dir` maps to, under HOST/protected/<name>/.
+PROTECTED_STORE = "run"
+# Options of plain `wasmtee run` that the enclave path does not implement.
+_UNSUPPORTED = (("invoke", "--invoke"), ("fuel", "--fuel"), ("max_memory", "--max-memory"),
+                ("timeout", "--timeout"))
+
+
+def run_in_enclave(args: argparse.Namespace) -> int:
+    """Run `args.module` as a WASI command in an enclave of backend `args.enclave`.
+
+    Returns the guest's exit status, 134 after a trap, or 1 when the enclave
+    cannot start or rejects the module. Raises UsageError for options that
+    the enclave path does not support or that are invalid.
+    """
+    _check_options(args)
+    module_bytes = _read_module(args.module)
+    argv = [args.argv0 or os.path.basename(args.module), *args.args]
+    env = _environment(args.env)
+    protected_dir, storage_dir = _protected_dir(args.dir)
+    stdin = _read_stdin()
+    try:
+        with Enclave(backend=args.enclave, storage_dir=storage_dir) as enclave:
+            log.info("running %s in the %s enclave, MRENCLAVE %s", args.module,
+                     args.enclave, enclave.identity["mr_enclave"].hex())
+            module = enclave.load_module(module_bytes)
+            result = enclave.run_wasi(module, argv, env, stdin, protected_dir=protected_dir,
+                                      protected_store=PROTECTED_STORE)
+    except EnclaveCallError as exc:
+        if exc.kind == "Trap":
+            print(f"wasmtee run: trap inside the enclave: {exc}", file=sys.stderr)
+            return TRAP_EXIT_STATUS
+        print(f"wasmtee run: error: the enclave rejected {args.module}: {exc}",
+              file=sys.stderr)
+        return 1
+    except TeeError as exc:
+        print(f"wasmtee run: error: enclave failed: {exc}", file=sys.stderr)
+        return 1
+    _write(sys.stdout, result.stdout)
+    _write(sys.stderr, result.stderr)
+    exit_code = result.exit_code
+    return exit_code if 0 <= exit_code <= 255 else 1
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    for attribute, option in _UNSUPPORTED:
+        if getattr(args, attribute, None) is not None:
+            raise UsageError(f"{option} is not supported with --enclave")
+    if args.dir_ro:
+        raise UsageError("--dir-ro is not supported with --enclave; use --dir, which "
+                         "maps to a protected-file directory")
+    if getattr(args, "tier", "python") != "python":
+        # The enclave picks its own tier, so a request for another one would be ignored.
+        raise UsageError("--tier is not supported with --enclave")
+
+
+def _read_module(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read module {path!r}: {exc.strerror}") from None
+
+
+def _environment(items: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not name:
+            raise UsageError(f"invalid --env {item!r} (expected NAME=VALUE or NAME)")
+        if not sep:
+            if name not in os.environ:
+                raise UsageError(f"--env {name}: not set in the host environment")
+            value = os.environ[name]
+        env[name] = value
+    return env
+
+
+def _protected_dir(specs: list[str]) -> tuple[str | None, str | None]:
+    """Return the guest path and host storage directory of the one `--dir`, if any."""
+    if not specs:
+        return None, None
+    if len(specs) > 1:
+        raise UsageError(f"--enclave accepts one --dir, got {len(specs)}: {specs}")
+    host, sep, guest = specs[0].partition("::")
+    if not host:
+        raise UsageError(f"invalid --dir {specs[0]!r} (expected HOST or HOST::GUEST)")
+    guest = guest if sep else host
+    if not os.path.isdir(host):
+        raise UsageError(f"--dir {specs[0]!r}: host directory {host!r} not found")
+    return guest, host
+
+
+def _read_stdin() -> bytes:
+    """Return all of standard input, or b"" when it is a terminal or not readable.
+
+    The ECALL carries stdin as one value, so the guest cannot read it interactively.
+    """
+    stream: Any = sys.stdin
+    if stream is None:
+        return b""
+    try:
+        if stream.isatty():
+            return b""
+        return stream.buffer.read()
+    except (AttributeError, OSError, ValueError):
+        # No binary buffer (for example pytest's capture) or a closed descriptor.
+        return b""
+
+
+def _write(stream: Any, data: bytes) -> None:
+    stream.flush()
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        stream.write(data.decode("utf-8", "replace"))
+        stream.flush()

@@ -13,9 +13,12 @@ binds them to wasm signatures:
         Return 0 when the evidence verifies and its user data equals the 32
         bytes at user_data32, else 1. Which check failed is not reported.
     evidence_field(evidence, evidence_len, field, out, out_cap) -> i32
-        Copy one field of verified evidence (FIELD_* below) to out, with the
-        same length convention as collect_evidence. Returns -1 (and writes
-        nothing) if the evidence does not verify.
+        Copy one field of verified evidence to out, with the same length
+        convention as collect_evidence: 0 MRENCLAVE (32 bytes), 1 MRSIGNER
+        (32), 2 ISVPRODID (2, little-endian), 3 ISVSVN (2), 4 user data (32),
+        5 debug flag (1), 6 ATTRIBUTES.FLAGS (8, little-endian), 7 REPORTDATA
+        (64). Returns -1 (and writes nothing) if the evidence does not
+        verify or the field number is unknown.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ FIELD_ISV_PROD_ID = 2
 FIELD_ISV_SVN = 3
 FIELD_USER_DATA = 4
 FIELD_DEBUG = 5
+# The 64-bit SGX ATTRIBUTES.FLAGS, little-endian, and the quote's 64-byte REPORTDATA.
+FIELD_ATTRIBUTES = 6
+FIELD_REPORT_DATA = 7
 
 
 class GuestMemory(Protocol):
@@ -166,6 +172,10 @@ def _field_bytes(claims: Claims, field: int) -> bytes | None:
         return value if isinstance(value, bytes) else None
     if field == FIELD_DEBUG:
         return bytes([claims.debug])
+    if field == FIELD_ATTRIBUTES:
+        return claims.attributes_flags.to_bytes(8, "little")
+    if field == FIELD_REPORT_DATA:
+        return claims.report_data
     return None
 
 

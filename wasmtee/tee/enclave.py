@@ -78,6 +78,15 @@ class WasiResult:
     stderr: bytes
 
 
+@dataclass(frozen=True)
+class RatlsEndpoint:
+    """The address of an enclave's RA-TLS job server and its certificate (DER)."""
+
+    host: str
+    port: int
+    certificate_der: bytes
+
+
 class OcallHandler:
     """The host's untrusted services for one enclave.
 
@@ -321,6 +330,28 @@ class Enclave:
             request["protected_store"] = protected_store
         result = self._ecall("run_wasi", request, timeout=None)
         return WasiResult(result["exit_code"], result["stdout"], result["stderr"])
+
+    def ratls_listen(self, host: str = "127.0.0.1", port: int = 0,
+                     store: str = "ratls") -> RatlsEndpoint:
+        """Make the enclave process listen for RA-TLS job clients on `host`:`port`.
+
+        Port 0 picks a free port. The enclave generates a fresh TLS key and
+        an RA-TLS certificate for it. TLS ends inside the enclave process,
+        so the host can read only ciphertext on that socket. Job results live in
+        the protected-file store named `store` under the storage directory.
+        """
+        result = self._ecall("ratls_listen", {"host": host, "port": port, "store": store})
+        return RatlsEndpoint(result["host"], result["port"], result["certificate"])
+
+    def ratls_serve(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Serve one RA-TLS job client (see wasmtee.tee.ratls_service).
+
+        Returns the outcome the host may see: the peer address, whether the
+        job was served and, if not, the failed step ("handshake", "request"
+        or "response"). Raises EnclaveCallError when no client connects
+        within `timeout` seconds.
+        """
+        return self._ecall("ratls_serve", {"timeout": float(timeout)}, timeout=None)
 
     def get_quote(self, report_data: bytes = b"") -> bytes:
         """Return a raw quote whose REPORTDATA is `report_data` (at most 64 bytes)."""

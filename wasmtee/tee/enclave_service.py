@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from wasmtee.errors import WasmteeError
 from wasmtee.tee.attester import Attester
 from wasmtee.tee.errors import EnclaveError, ProtocolError
@@ -92,7 +94,11 @@ class EnclaveService:
             "seal": self._seal,
             "unseal": self._unseal,
             "destroy": self._destroy,
+            "ratls_listen": self._ratls_listen,
+            "ratls_serve": self._ratls_serve,
         }
+        self._ratls_server: Any = None
+        self._ratls_store = "ratls"
 
     # -- envelope ------------------------------------------------------------
 
@@ -199,6 +205,9 @@ class EnclaveService:
         _check_keys("destroy", args, set())
         self._modules.clear()
         self._instances.clear()
+        if self._ratls_server is not None:
+            self._ratls_server.close()
+            self._ratls_server = None
         self.destroyed = True
         log.info("enclave destroyed")
 
@@ -293,6 +302,58 @@ class EnclaveService:
         if module is None:
             raise EnclaveError("unknown module handle")
         return module
+
+    # -- attested job channel ----------------------------------------------------
+
+    def _ratls_listen(self, args: dict[str, Any]) -> dict[str, Any]:
+        from wasmtee.tee.ratls_service import AttestedServer
+
+        _check_keys("ratls_listen", args, {"host", "port", "store"})
+        host = _get(args, "host", str, optional=True) or "127.0.0.1"
+        port = _get(args, "port", int, optional=True) or 0
+        store_name = _get(args, "store", str, optional=True) or "ratls"
+        if not 0 <= port <= 65535:
+            raise EnclaveError(f"port {port} is out of range 0..65535")
+        if not store_name.isidentifier():
+            raise EnclaveError(f"protected store name must be an identifier, not {store_name!r}")
+        if self._ratls_server is not None:
+            raise EnclaveError("the enclave already serves RA-TLS on port "
+                               f"{self._ratls_server.port}")
+        assert self._attester is not None  # _dispatch checked that 'create' ran
+        self._ratls_server = AttestedServer(self._attester, host, port)
+        self._ratls_store = store_name
+        return {"host": host, "port": self._ratls_server.port,
+                "certificate": self._ratls_server.identity.certificate.public_bytes(
+                    serialization.Encoding.DER)}
+
+    def _ratls_serve(self, args: dict[str, Any]) -> dict[str, Any]:
+        from wasmtee.tee.ratls_service import check_timeout
+
+        _check_keys("ratls_serve", args, {"timeout"})
+        timeout = check_timeout(args.get("timeout", 30.0))
+        if self._ratls_server is None:
+            raise EnclaveError("call 'ratls_listen' before 'ratls_serve'")
+        return self._ratls_server.serve_one(timeout, self._run_ratls_job)
+
+    def _run_ratls_job(self, module_bytes: bytes, stdin: bytes,
+                       argv: list[str]) -> dict[str, Any]:
+        """Run one job from an attested client with a protected result directory."""
+        from wasmtee.tee.ratls_service import RESULT_DIR, RESULT_FILE
+
+        module = LoadedModule(measure_module(module_bytes), self._wasm().compile(module_bytes))
+        directory = self._protected_directory(self._ratls_store)
+        # A result left by an earlier job must not pass as this job's result.
+        if directory.store.exists(RESULT_FILE):
+            directory.store.delete(RESULT_FILE)
+            directory = self._protected_directory(self._ratls_store)
+        exit_code, stdout, stderr = self._wasm().run_wasi(
+            module.compiled, ["job", *argv], {}, stdin, self._guest_attestation(module),
+            [(RESULT_DIR, directory)])
+        result = None
+        if directory.store.exists(RESULT_FILE):
+            result = directory.store.read(RESULT_FILE)
+        return {"ok": True, "exit_code": exit_code, "result": result, "stdout": stdout,
+                "stderr": stderr}
 
     # -- attestation and sealing ----------------------------------------------
 

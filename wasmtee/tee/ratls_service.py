@@ -58,6 +58,7 @@ class AttestedServer:
     def __init__(self, attester: Attester, host: str, port: int) -> None:
         self.identity: RatlsIdentity = create_certificate(attester, common_name="wasmtee enclave")
         self._context = server_context(self.identity, require_client_attestation=False)
+        # TODO: this listener has run only on the sim backend, never under gramine-sgx.
         try:
             self._listener = socket.create_server((host, port))
         except OSError as exc:

@@ -163,6 +163,20 @@ def test_simulation_not_allowed_by_default(enclave, endpoint, roots, executor):
     assert outcome.result(timeout=30)["served"] is False
 
 
+def test_malformed_request_reported_to_host(enclave, endpoint, roots, executor):
+    outcome = serve_in_background(executor, enclave)
+    connection, _ = ratls.connect((endpoint.host, endpoint.port), ratls.client_context(),
+                                  expected_policy(), roots, timeout=CLIENT_TIMEOUT)
+    with connection:
+        payload = b"\xff\xff not CBOR"
+        connection.sendall(len(payload).to_bytes(4, "big") + payload)
+        host_view = outcome.result(timeout=30)
+        # The enclave closes the connection without a response.
+        assert connection.recv(1) == b""
+    assert host_view["served"] is False
+    assert host_view["step"] == "request"
+
+
 def fetch_certificate(enclave, endpoint, executor) -> x509.Certificate:
     outcome = serve_in_background(executor, enclave)
     raw = socket.create_connection((endpoint.host, endpoint.port), timeout=10)

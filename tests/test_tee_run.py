@@ -38,6 +38,11 @@ int main(int argc, char **argv) {
         printf("read: %s\n", buffer);
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "cat") == 0) {
+        int c;
+        while ((c = getchar()) != EOF) putchar(c);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "exit") == 0) return atoi(argv[2]);
     if (argc > 1 && strcmp(argv[1], "trap") == 0) __builtin_trap();
     return 0;
@@ -61,10 +66,13 @@ def state_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("state")
 
 
-def run_cli(state_home: Path, *argv: str) -> subprocess.CompletedProcess[bytes]:
+def run_cli(state_home: Path, *argv: str, stdin: bytes = b"",
+            path: str | None = None) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, XDG_STATE_HOME=str(state_home), PYTHONPATH=str(ROOT))
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run([sys.executable, "-m", "wasmtee", "run", *argv], env=env,
-                          capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+                          capture_output=True, timeout=120, input=stdin)
 
 
 def test_hello_forwards_args_env_stdio(guest, state_home):
@@ -143,3 +151,18 @@ def test_two_dirs_rejected(guest, state_home, tmp_path):
                      str(tmp_path), str(guest))
     assert result.returncode == 2
     assert b"one --dir" in result.stderr
+
+
+def test_stdin_forwarded(guest, state_home):
+    data = b"line one\nline two with \xc3\xa9\n"
+    result = run_cli(state_home, "--enclave", "sim", str(guest), "cat", stdin=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(data)
+
+
+def test_gramine_missing_clear_error(guest, state_home, tmp_path):
+    # An empty PATH makes sure gramine-sgx cannot be found.
+    result = run_cli(state_home, "--enclave", "gramine", str(guest), path=str(tmp_path))
+    assert result.returncode == 1
+    assert b"gramine-sgx" in result.stderr
+    assert b"Traceback" not in result.stderr

@@ -88,9 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "simulated SGX, no hardware protection). Arguments, --env, stdin, "
                         "stdout, stderr and the exit code are forwarded. At most one --dir "
                         "HOST::GUEST: GUEST is a protected-file directory whose files the "
-                        "enclave encrypts and stores under HOST; the guest sees no plain host "
-                        "directory. Not combinable with --invoke, --fuel, --max-memory, "
-                        "--timeout, --tier or --dir-ro")
+                        "enclave encrypts and stores under HOST/protected/run/, and the guest "
+                        "sees no plain host directory. Cannot be combined with --invoke, "
+                        "--fuel, --max-memory, --timeout, --tier or --dir-ro")
     parser.add_argument("module", metavar="MODULE", help="the .wasm or .wat file to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="guest arguments, or --invoke arguments")

@@ -30,6 +30,7 @@ from typing import Any
 from wasmtee.errors import CompileError, Frame, Trap, TrapCode, WasmteeError
 from wasmtee.model import Module
 from wasmtee.pytier import numeric
+from wasmtee.runtime.config import DEFAULT_MAX_CALL_DEPTH
 from wasmtee.pytier.translate import FunctionTranslator, TranslateOptions
 from wasmtee.values import round_f32
 
@@ -67,6 +68,18 @@ def view_cell(memory: Any) -> ViewCell:
                 target.view = memoryview(mem.buf)[:mem.size]
 
         memory.on_grow.append(refresh)
+    return cell
+
+
+_depth_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+
+
+def depth_cell(store: Any) -> list[int]:
+    """Return the store's one-element list of active wasm frames (used with a small max depth)."""
+    cell = _depth_cells.get(store)
+    if cell is None:
+        cell = [0]
+        _depth_cells[store] = cell
     return cell
 
 
@@ -218,9 +231,12 @@ class PythonTier:
     automatic = True
 
     def compile(self, module: Module, info: Any, config: Any) -> CompiledModule:
+        depth = getattr(config, "max_call_depth", DEFAULT_MAX_CALL_DEPTH)
         options = TranslateOptions(
             consume_fuel=bool(getattr(config, "consume_fuel", False)),
             interruptible=bool(getattr(config, "epoch_interruption", False)),
+            # Bounds at or above the default use the cheaper recursion limit.
+            max_depth=depth if depth < DEFAULT_MAX_CALL_DEPTH else None,
         )
         return CompiledModule(module, info, options)
 
@@ -279,7 +295,7 @@ class CompiledModule:
                 tuple(module.types), tuple(self.func_types),
                 tuple(g.type for g in module.globals),
                 tuple(imp.desc for imp in module.imports),
-                self.options.consume_fuel, self.options.interruptible,
+                self.options.consume_fuel, self.options.interruptible, self.options.max_depth,
             )
         func = self.module.funcs[func_index - self.first_defined]
         return (self.cache_key, func_index, tuple(func.locals), tuple(func.body))
@@ -338,6 +354,7 @@ class InstanceCode:
         ns["_instance"] = instance
         ns["_fuel"] = store.fuel_cell
         ns["_interrupt"] = store.interrupt_cell
+        ns["_depth"] = depth_cell(store)
         for j, func in enumerate(instance.funcs):
             if j < self.compiled.first_defined:
                 ns[f"f{j}"] = self.import_stub(j)

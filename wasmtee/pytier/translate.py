@@ -203,7 +203,15 @@ class FunctionTranslator:
         prologue = []
         if self.uses_memory:
             prologue.append(" mv = MV.view")
-        source_lines = header + ["  try:"] + ["  " + line for line in prologue + body]
+        entry: list[str] = []
+        if self.options.max_depth is not None:
+            # Count wasm frames in the store's depth cell; the finally below undoes it.
+            entry = [
+                "  _d = _depth[0]",
+                f"  if _d >= {self.options.max_depth}: raise _trap_stack()",
+                "  _depth[0] = _d + 1",
+            ]
+        source_lines = header + entry + ["  try:"] + ["  " + line for line in prologue + body]
         source_lines += [
             "  except ZeroDivisionError:",
             "    raise _trap_div() from None",
@@ -215,6 +223,8 @@ class FunctionTranslator:
             "  except RecursionError:",
             "    raise _trap_stack() from None",
         ]
+        if self.options.max_depth is not None:
+            source_lines += ["  finally:", "    _depth[0] -= 1"]
         return "\n".join(source_lines) + "\n", self.constants
 
     def count_fuel(self) -> dict[int, int]:
@@ -784,6 +794,9 @@ def op_global_kind():  # noqa: ANN201 - tiny indirection to avoid an import cycl
 class TranslateOptions:
     consume_fuel: bool = False
     interruptible: bool = False
+    # A call depth bound counted by generated code, or None to rely on the
+    # Python recursion limit (which the tier raises to the store's bound).
+    max_depth: int | None = None
 
 
 # CPython allows 20 nested loop and try blocks per function; the body's try takes one.

@@ -156,10 +156,13 @@ class Trap(WasmteeError):
 
     def __init__(
         self,
-        code: TrapCode,
+        code: TrapCode | str,
         detail: str | None = None,
         frames: list[Frame] | None = None,
     ) -> None:
+        if isinstance(code, str):
+            # Host code may raise Trap("message") as in wasmtime-py: a host error.
+            code, detail = TrapCode.HOST_ERROR, code if detail is None else f"{code}: {detail}"
         self.code = code
         self.detail = detail
         self.frames: list[Frame] = frames or []

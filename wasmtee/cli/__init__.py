@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"wasmtee {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug in wasmtee: one line, details in the log
+        log.debug("internal error", exc_info=True)
+        print(
+            f"wasmtee {args.command}: internal error (a bug in wasmtee, please report it): "
+            f"{type(exc).__name__}: {exc}; rerun with --log-level debug for the traceback",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

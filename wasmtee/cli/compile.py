@@ -46,6 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_compile)
 
 
+def wat_to_binary(source: Path, data: bytes) -> bytes:
+    """Parse a text module and encode it, since artifacts embed the binary module."""
+    from wasmtee.binary import encode_module
+    from wasmtee.text import parse_wat
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{source} is neither a binary module nor UTF-8 text") from None
+    return bytes(encode_module(parse_wat(text)))
+
+
 def run_compile(args: argparse.Namespace) -> int:
     try:
         from wasmtee.llvm import aot
@@ -57,8 +69,7 @@ def run_compile(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read module {source}: {exc.strerror}") from None
     if not data.startswith(b"\0asm"):
-        # TODO: accept WAT input once there is a binary encoder; artifacts embed the binary.
-        raise UsageError(f"{source} is not a binary module (no \\0asm header); compile a .wasm file")
+        data = wat_to_binary(source, data)
     output = Path(args.output) if args.output else source.with_suffix(".cwasm")
     show = not args.no_progress and sys.stderr.isatty()
     started = time.monotonic()

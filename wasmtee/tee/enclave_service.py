@@ -346,6 +346,8 @@ class EnclaveService:
         if directory.store.exists(RESULT_FILE):
             directory.store.delete(RESULT_FILE)
             directory = self._protected_directory(self._ratls_store)
+        # TODO: a job has no fuel, time or memory limit, so a client's endless
+        # loop occupies the enclave until the host kills its process.
         exit_code, stdout, stderr = self._wasm().run_wasi(
             module.compiled, ["job", *argv], {}, stdin, self._guest_attestation(module),
             [(RESULT_DIR, directory)])

@@ -118,7 +118,7 @@ def _run_request(handler: RequestHandler, module: bytes, stdin: bytes,
                  args: list[str]) -> dict[str, Any]:
     try:
         return handler(module, stdin, args)
-    except WasmteeError as exc:
+    except (WasmteeError, TypeError, ValueError, OverflowError) as exc:
         # The message goes to the attested client only, because it may
         # describe the client's confidential module or input.
         log.info("request failed inside the enclave: %s", type(exc).__name__)

@@ -130,9 +130,16 @@ def test_table_limit(tier):
         Instance(store, Module(engine, "(module (table 6 funcref))"), [])
 
 
+def guarded_store(engine):
+    """Return a store whose deadline turns a hang into an INTERRUPTED trap, so the test fails."""
+    store = Store(engine)
+    store.set_deadline(20)
+    return store
+
+
 def test_deep_recursion_exhausts_stack(tier):
-    engine = Engine(Config(tier=tier, max_call_depth=500))
-    store, ex = instance(engine, RECURSE)
+    engine = Engine(Config(tier=tier, max_call_depth=500, epoch_interruption=True))
+    store, ex = instance(engine, RECURSE, guarded_store(engine))
     assert ex["down"](store, 400) == 400
     with pytest.raises(Trap) as info:
         ex["down"](store, 5000)
@@ -146,7 +153,8 @@ def test_deep_recursion_exhausts_stack(tier):
 
 
 def test_default_depth_never_raises_recursion_error(tier):
-    store, ex = instance(Engine(Config(tier=tier)), RECURSE)
+    engine = Engine(Config(tier=tier, epoch_interruption=True))
+    store, ex = instance(engine, RECURSE, guarded_store(engine))
     with pytest.raises(Trap) as info:
         ex["runaway"](store)
     assert info.value.code is TrapCode.STACK_EXHAUSTED

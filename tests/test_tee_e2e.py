@@ -145,6 +145,17 @@ def test_failed_job_error_goes_to_client(enclave, endpoint, roots, executor):
     assert host_view == {"peer": host_view["peer"], "served": True, "ok": False}
 
 
+def test_endless_job_times_out(enclave, endpoint, roots, executor):
+    outcome = executor.submit(enclave.ratls_serve, 30.0, 0.5)
+    connection, _ = ratls.connect((endpoint.host, endpoint.port), ratls.client_context(),
+                                  expected_policy(), roots, timeout=CLIENT_TIMEOUT)
+    with connection:
+        response = send_request(connection, b'(module (func (export "_start") (loop (br 0))))')
+    assert response["ok"] is False
+    assert response["error"].startswith("Trap")
+    assert outcome.result(timeout=30)["ok"] is False
+
+
 def test_wrong_mrenclave_rejected(enclave, endpoint, roots, executor):
     outcome = serve_in_background(executor, enclave)
     policy = Policy(mr_enclave=hashlib.sha256(b"some other enclave").digest(),

@@ -45,6 +45,10 @@ int main(int argc, char **argv) {
     }
     if (argc > 2 && strcmp(argv[1], "exit") == 0) return atoi(argv[2]);
     if (argc > 1 && strcmp(argv[1], "trap") == 0) __builtin_trap();
+    if (argc > 1 && strcmp(argv[1], "spin") == 0) {
+        volatile unsigned long counter = 0;
+        for (;;) counter++;
+    }
     return 0;
 }
 """
@@ -123,7 +127,7 @@ def test_missing_module_usage_error(tmp_path, state_home):
 
 
 @pytest.mark.parametrize("options", [["--invoke", "f"], ["--fuel", "10"], ["--dir-ro", "."],
-                                     ["--tier", "llvm"]])
+                                     ["--tier", "llvm"], ["--max-memory", "1M"]])
 def test_unsupported_option_rejected(guest, state_home, options):
     result = run_cli(state_home, "--enclave", "sim", *options, str(guest))
     assert result.returncode == 2
@@ -166,3 +170,15 @@ def test_gramine_missing_clear_error(guest, state_home, tmp_path):
     assert result.returncode == 1
     assert b"gramine-sgx" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_timeout_interrupts_guest(guest, state_home):
+    result = run_cli(state_home, "--enclave", "sim", "--timeout", "1", str(guest), "spin")
+    assert result.returncode == 134
+    assert b"trap inside the enclave" in result.stderr
+
+
+def test_timeout_above_max_rejected(guest, state_home):
+    result = run_cli(state_home, "--enclave", "sim", "--timeout", "7200", str(guest))
+    assert result.returncode == 2
+    assert b"--timeout 7200" in result.stderr

@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "HOST::GUEST: GUEST is a protected-file directory whose files the "
                         "enclave encrypts and stores under HOST/protected/run/, and the guest "
                         "sees no plain host directory. Cannot be combined with --invoke, "
-                        "--fuel, --max-memory, --timeout, --tier or --dir-ro")
+                        "--fuel, --max-memory, --tier or --dir-ro")
     parser.add_argument("module", metavar="MODULE", help="the .wasm or .wat file to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="guest arguments, or --invoke arguments")

@@ -316,15 +316,19 @@ class Enclave:
     def run_wasi(self, module: LoadedModule, args: list[str] | None = None,
                  env: dict[str, str] | None = None, stdin: bytes = b"",
                  protected_dir: str | None = None,
-                 protected_store: str = "default") -> WasiResult:
+                 protected_store: str = "default",
+                 timeout: float | None = None) -> WasiResult:
         """Run a WASI command module's `_start` inside the enclave.
 
         With `protected_dir` (a guest path such as "/data"), the guest gets a
         directory of protected files stored encrypted under the host storage
-        directory, in the store named `protected_store`.
+        directory, in the store named `protected_store`. With `timeout`
+        (seconds, at most 3600), the guest traps when it runs longer.
         """
         request: dict[str, Any] = {"module": module.handle, "args": args or [],
                                    "env": env or {}, "stdin": bytes(stdin)}
+        if timeout is not None:
+            request["timeout"] = float(timeout)
         if protected_dir is not None:
             request["protected_dir"] = protected_dir
             request["protected_store"] = protected_store
@@ -343,15 +347,16 @@ class Enclave:
         result = self._ecall("ratls_listen", {"host": host, "port": port, "store": store})
         return RatlsEndpoint(result["host"], result["port"], result["certificate"])
 
-    def ratls_serve(self, timeout: float = 30.0) -> dict[str, Any]:
+    def ratls_serve(self, timeout: float = 30.0, job_timeout: float = 60.0) -> dict[str, Any]:
         """Serve one RA-TLS job client (see wasmtee.tee.ratls_service).
 
         Returns the outcome the host may see: the peer address, whether the
         job was served and, if not, the failed step ("handshake", "request"
         or "response"). Raises EnclaveCallError when no client connects
-        within `timeout` seconds.
+        within `timeout` seconds. The job traps after `job_timeout` seconds.
         """
-        return self._ecall("ratls_serve", {"timeout": float(timeout)}, timeout=None)
+        return self._ecall("ratls_serve", {"timeout": float(timeout),
+                                           "job_timeout": float(job_timeout)}, timeout=None)
 
     def get_quote(self, report_data: bytes = b"") -> bytes:
         """Return a raw quote whose REPORTDATA is `report_data` (at most 64 bytes)."""

@@ -266,8 +266,13 @@ class EnclaveService:
         return self._wasm().call(instance, export, values)
 
     def _run_wasi(self, args: dict[str, Any]) -> dict[str, Any]:
+        from wasmtee.tee.ratls_service import check_timeout
+
         _check_keys("run_wasi", args, {"module", "args", "env", "stdin", "protected_dir",
-                                       "protected_store"})
+                                       "protected_store", "timeout"})
+        timeout = None
+        if args.get("timeout") is not None:
+            timeout = check_timeout(args["timeout"])
         module = self._module(args)
         argv = _get(args, "args", list, optional=True) or []
         env = _get(args, "env", dict, optional=True) or {}
@@ -284,7 +289,8 @@ class EnclaveService:
             store_name = _get(args, "protected_store", str, optional=True) or "default"
             preopens.append((protected_dir, self._protected_directory(store_name)))
         exit_code, stdout, stderr = self._wasm().run_wasi(
-            module.compiled, argv, env, stdin, self._guest_attestation(module), preopens)
+            module.compiled, argv, env, stdin, self._guest_attestation(module), preopens,
+            timeout)
         return {"exit_code": exit_code, "stdout": stdout, "stderr": stderr}
 
     def _protected_directory(self, store_name: str) -> Any:
@@ -329,14 +335,19 @@ class EnclaveService:
     def _ratls_serve(self, args: dict[str, Any]) -> dict[str, Any]:
         from wasmtee.tee.ratls_service import check_timeout
 
-        _check_keys("ratls_serve", args, {"timeout"})
+        _check_keys("ratls_serve", args, {"timeout", "job_timeout"})
         timeout = check_timeout(args.get("timeout", 30.0))
+        job_timeout = check_timeout(args.get("job_timeout", 60.0))
         if self._ratls_server is None:
             raise EnclaveError("call 'ratls_listen' before 'ratls_serve'")
-        return self._ratls_server.serve_one(timeout, self._run_ratls_job)
 
-    def _run_ratls_job(self, module_bytes: bytes, stdin: bytes,
-                       argv: list[str]) -> dict[str, Any]:
+        def run_job(module_bytes: bytes, stdin: bytes, argv: list[str]) -> dict[str, Any]:
+            return self._run_ratls_job(module_bytes, stdin, argv, job_timeout)
+
+        return self._ratls_server.serve_one(timeout, run_job)
+
+    def _run_ratls_job(self, module_bytes: bytes, stdin: bytes, argv: list[str],
+                       timeout: float) -> dict[str, Any]:
         """Run one job from an attested client with a protected result directory."""
         from wasmtee.tee.ratls_service import RESULT_DIR, RESULT_FILE
 
@@ -346,11 +357,10 @@ class EnclaveService:
         if directory.store.exists(RESULT_FILE):
             directory.store.delete(RESULT_FILE)
             directory = self._protected_directory(self._ratls_store)
-        # TODO: a job has no fuel, time or memory limit, so a client's endless
-        # loop occupies the enclave until the host kills its process.
+        # TODO: a job has no fuel or memory limit, only the wall-clock `timeout`.
         exit_code, stdout, stderr = self._wasm().run_wasi(
             module.compiled, ["job", *argv], {}, stdin, self._guest_attestation(module),
-            [(RESULT_DIR, directory)])
+            [(RESULT_DIR, directory)], timeout)
         result = None
         if directory.store.exists(RESULT_FILE):
             result = directory.store.read(RESULT_FILE)

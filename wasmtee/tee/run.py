@@ -24,6 +24,7 @@ from typing import Any
 from wasmtee.errors import UsageError
 from wasmtee.tee.enclave import Enclave, EnclaveCallError
 from wasmtee.tee.errors import TeeError
+from wasmtee.tee.ratls_service import MAX_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,7 @@ TRAP_EXIT_STATUS = 134
 # The protected-file store that `--dir` maps to, under HOST/protected/<name>/.
 PROTECTED_STORE = "run"
 # Options of plain `wasmtee run` that the enclave path does not implement.
-_UNSUPPORTED = (("invoke", "--invoke"), ("fuel", "--fuel"), ("max_memory", "--max-memory"),
-                ("timeout", "--timeout"))
+_UNSUPPORTED = (("invoke", "--invoke"), ("fuel", "--fuel"), ("max_memory", "--max-memory"))
 
 
 def run_in_enclave(args: argparse.Namespace) -> int:
@@ -54,7 +54,8 @@ def run_in_enclave(args: argparse.Namespace) -> int:
                      args.enclave, enclave.identity["mr_enclave"].hex())
             module = enclave.load_module(module_bytes)
             result = enclave.run_wasi(module, argv, env, stdin, protected_dir=protected_dir,
-                                      protected_store=PROTECTED_STORE)
+                                      protected_store=PROTECTED_STORE,
+                                      timeout=getattr(args, "timeout", None))
     except EnclaveCallError as exc:
         if exc.kind == "Trap":
             print(f"wasmtee run: trap inside the enclave: {exc}", file=sys.stderr)
@@ -75,6 +76,9 @@ def _check_options(args: argparse.Namespace) -> None:
     for attribute, option in _UNSUPPORTED:
         if getattr(args, attribute, None) is not None:
             raise UsageError(f"{option} is not supported with --enclave")
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and timeout > MAX_TIMEOUT:
+        raise UsageError(f"--timeout {timeout} is above the enclave's max of {MAX_TIMEOUT} s")
     if args.dir_ro:
         raise UsageError("--dir-ro is not supported with --enclave; use --dir, which "
                          "maps to a protected-file directory")

@@ -39,7 +39,8 @@ class WasmRuntime:
                 f"the wasm runtime is not available: wasmtee does not export {missing}"
             )
         self._api = api
-        self._engine = api.Engine(api.Config(tier=tier))
+        # Interruption lets run_wasi enforce a wall-clock limit on a guest.
+        self._engine = api.Engine(api.Config(tier=tier, epoch_interruption=True))
 
     def compile(self, module_bytes: bytes) -> Any:
         return self._api.Module(self._engine, module_bytes)
@@ -85,11 +86,13 @@ class WasmRuntime:
 
     def run_wasi(self, module: Any, argv: list[str], env: dict[str, str], stdin: bytes,
                  host_imports: Any = None,
-                 preopens: list[tuple[str, Any]] | None = None) -> tuple[int, bytes, bytes]:
+                 preopens: list[tuple[str, Any]] | None = None,
+                 timeout: float | None = None) -> tuple[int, bytes, bytes]:
         """Run a WASI command's `_start`; return its exit status, stdout and stderr.
 
         The guest sees no host directory: only the `preopens` backends
         (guest path, wasmtee.wasi.fs backend), for example protected files.
+        With `timeout`, the guest traps once that many seconds have passed.
         """
         from wasmtee.wasi import WasiConfig, add_to_linker
 
@@ -105,6 +108,8 @@ class WasmRuntime:
         if host_imports is not None:
             self._define_guest_functions(linker, host_imports)
         try:
+            if timeout is not None:
+                store.set_deadline(timeout)
             instance = linker.instantiate(store, module)
             try:
                 start = instance.exports(store)["_start"]
@@ -117,6 +122,8 @@ class WasmRuntime:
             except self._api.WasiExit as exc:
                 exit_code = exc.code
         finally:
+            if timeout is not None:
+                store.set_deadline(None)
             context.close()
         return exit_code, stdout.getvalue(), stderr.getvalue()
 

@@ -200,7 +200,7 @@ for _name in dir(numeric):
 class CodeCache:
     """Code objects of translated functions, shared by every module in the process.
 
-    The key holds everything the generated code depends on: the body, the
+    The key contains everything the generated code depends on: the body, the
     locals, the module's types and function types, and the translation
     options. Like wasmtime's compilation cache it makes loading the same
     program again cheap. The oldest entries go first when it is full.
@@ -380,10 +380,12 @@ class InstanceCode:
         this namespace is built, so it is looked up again at the first call.
         """
         def first_call(*args: Any) -> Any:
-            target = self.instance.funcs[j].call
+            imported = self.instance.funcs[j]
+            result = imported.call(*args)
+            # After its first call a lazy python-tier import has its generated function.
             if self.namespace is not None:
-                self.namespace[f"f{j}"] = target
-            return target(*args)
+                self.namespace[f"f{j}"] = imported.call
+            return result
 
         return first_call
 

@@ -8,11 +8,15 @@ Conventions:
   side effect, no dependence on memory or globals) stay expressions, and
   everything else is assigned to a temporary at once, so evaluation order
   matches wasm's.
-- Structured control maps to Python `while True:` loops. A block, loop or if
-  becomes a loop only when some branch targets it. A branch to the nearest
-  enclosing Python loop is a plain `break` or `continue`; a branch that must
-  leave several Python loops sets `_br` to the target's id and breaks, and
-  every loop it crosses forwards it.
+- Structured control maps to Python `while True:` loops. A loop, or a
+  block or if that some branch targets, becomes a Python loop. A branch to
+  the innermost Python loop is a plain `break` or `continue`. A branch that
+  must leave several Python loops sets `_br` to the target's id and breaks,
+  so every loop it crosses forwards it.
+- CPython allows 20 nested loop and try blocks per function. Targeted blocks
+  deeper than MAX_PYTHON_BLOCKS Python loops are therefore not loops: a
+  branch to one sets `_br`, and the code after each statement that may have
+  set it runs under `if not _br:` up to the target's end, which clears it.
 - A branch to the function body is a `return`.
 - Traps from Python itself are converted at the function level: a
   ZeroDivisionError from `//` and `%` is "integer divide by zero", a

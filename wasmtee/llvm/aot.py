@@ -20,6 +20,7 @@ key is present: copy the key along with the file to share artifacts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -57,6 +58,8 @@ class ArtifactHeader:
     interruptible: bool
     wasm_length: int
     object_lengths: list[int]
+    count_depth: bool = False
+    compiler_fingerprint: str = ""
 
 
 def wasmtee_version() -> str:
@@ -66,6 +69,19 @@ def wasmtee_version() -> str:
         return metadata.version("wasmtee")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+@functools.cache
+def compiler_fingerprint() -> str:
+    """Return a hash of the code that decides the native ABI (lowering and context layout).
+
+    Artifacts and cache entries record it, so code from a changed compiler,
+    even under the same wasmtee version, is never loaded.
+    """
+    digest = hashlib.sha256()
+    for name in ("lower.py", "jit.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:32]
 
 
 def state_dir() -> Path:
@@ -133,6 +149,8 @@ def write_artifact(wasm: bytes, objects: list[bytes], options: lower.Options, op
         opt_level=opt_level,
         consume_fuel=options.consume_fuel,
         interruptible=options.interruptible,
+        count_depth=options.count_depth,
+        compiler_fingerprint=compiler_fingerprint(),
         wasm_length=len(wasm),
         object_lengths=[len(code) for code in objects],
     )
@@ -192,6 +210,11 @@ def check_compatible(header: ArtifactHeader) -> None:
         raise CompileError(
             f"AOT artifact was made by wasmtee {header.wasmtee_version}, this is {version}: recompile it"
         )
+    if header.compiler_fingerprint != compiler_fingerprint():
+        raise CompileError(
+            "AOT artifact was made by a different build of the llvm tier "
+            f"(compiler {header.compiler_fingerprint or 'unknown'}): recompile it"
+        )
     if header.target_triple != triple:
         raise CompileError(f"AOT artifact targets {header.target_triple}, this host is {triple}")
     if header.cpu_name != cpu_name and header.cpu_name not in PORTABLE_CPU_FEATURES:
@@ -211,8 +234,8 @@ def check_compatible(header: ArtifactHeader) -> None:
 def cache_path(wasm: bytes, options: lower.Options, opt_level: int) -> Path:
     triple, cpu_name, features = host_identity()
     key = hashlib.sha256()
-    for part in (wasm, wasmtee_version().encode(), triple.encode(), cpu_name.encode(),
-                 features.encode(), repr((options.consume_fuel, options.interruptible, opt_level)).encode()):
+    for part in (wasm, wasmtee_version().encode(), compiler_fingerprint().encode(), triple.encode(), cpu_name.encode(),
+                 features.encode(), repr((options.consume_fuel, options.interruptible, options.count_depth, opt_level)).encode()):
         key.update(hashlib.sha256(part).digest())
     return state_dir() / "cache" / f"{key.hexdigest()}.cwasm"
 
@@ -282,13 +305,14 @@ def load_module(engine: Any, data: bytes) -> Any:
     if tier.name != "llvm":
         raise CompileError(f"AOT artifacts need the llvm tier, this engine uses the {tier.name} tier")
     options = options_from_config(engine.config)
-    for flag, wanted, present in (
-        ("--consume-fuel", options.consume_fuel, header.consume_fuel),
-        ("--interruptible", options.interruptible, header.interruptible),
+    for setting, wanted, present in (
+        ("fuel checks (--consume-fuel)", options.consume_fuel, header.consume_fuel),
+        ("interruption checks (--interruptible)", options.interruptible, header.interruptible),
+        ("call depth counting (a non-default max_call_depth)", options.count_depth, header.count_depth),
     ):
         if wanted != present:
             action = "with" if wanted else "without"
-            raise CompileError(f"AOT artifact does not match the engine: recompile it {action} {flag}")
+            raise CompileError(f"AOT artifact does not match the engine: recompile it {action} {setting}")
     model = decode_module(wasm)
     with preloaded_objects(model, objects):
         module = Module.from_model(engine, model)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 from wasmtee.errors import CompileError, InternalError, Trap, TrapCode, WasmteeError
 from wasmtee.llvm import aot, lower
+from wasmtee.runtime.config import DEFAULT_MAX_CALL_DEPTH
 from wasmtee.model import ExternKind, FuncType, Module, ValType
 from wasmtee.values import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
 
@@ -623,5 +624,6 @@ def module_tables(module: Module) -> list[Any]:
 def options_from_config(config: Any) -> lower.Options:
     return lower.Options(
         consume_fuel=bool(getattr(config, "consume_fuel", False)),
+        count_depth=getattr(config, "max_call_depth", DEFAULT_MAX_CALL_DEPTH) != DEFAULT_MAX_CALL_DEPTH,
         interruptible=bool(getattr(config, "epoch_interruption", False)),
     )

@@ -161,6 +161,10 @@ def ret_type(func_type: FuncType) -> str:
 @dataclass
 class Options:
     consume_fuel: bool = False
+    # Count wasm frames against the store's max_call_depth. Without it only the
+    # native stack budget (jit.stack_budget) bounds recursion, which saves a
+    # load and a store per call.
+    count_depth: bool = False
     interruptible: bool = False
 
 
@@ -297,17 +301,18 @@ class FunctionLowering:
         return f"{signature} {{\nentry:\n{body}\n}}\n"
 
     def entry_checks(self) -> None:
-        depth_ptr, depth = self.ctx_field(CTX_DEPTH, "i64")
-        _, max_depth = self.ctx_field(CTX_MAX_DEPTH, "i64")
-        new_depth = self.value(f"add i64 {depth}, 1")
-        self.emit(f"store i64 {new_depth}, ptr {depth_ptr}")
-        self.depth_ptr = depth_ptr
-        too_deep = self.value(f"icmp ugt i64 {new_depth}, {max_depth}")
         sp = self.value("call ptr @llvm.stacksave.p0()")
         sp_int = self.value(f"ptrtoint ptr {sp} to i64")
         _, limit = self.ctx_field(CTX_STACK_LIMIT, "i64")
-        low_stack = self.value(f"icmp ult i64 {sp_int}, {limit}")
-        exhausted = self.value(f"or i1 {too_deep}, {low_stack}")
+        exhausted = self.value(f"icmp ult i64 {sp_int}, {limit}")
+        if self.owner.options.count_depth:
+            depth_ptr, depth = self.ctx_field(CTX_DEPTH, "i64")
+            _, max_depth = self.ctx_field(CTX_MAX_DEPTH, "i64")
+            new_depth = self.value(f"add i64 {depth}, 1")
+            self.emit(f"store i64 {new_depth}, ptr {depth_ptr}")
+            self.depth_ptr = depth_ptr
+            too_deep = self.value(f"icmp ugt i64 {new_depth}, {max_depth}")
+            exhausted = self.value(f"or i1 {too_deep}, {exhausted}")
         self.trap_if(exhausted, TrapCode.STACK_EXHAUSTED)
         self.poll_checks(1)
 
@@ -327,9 +332,10 @@ class FunctionLowering:
             self.trap_if(raised, TrapCode.INTERRUPTED)
 
     def emit_return(self, values: list[tuple[str, str]]) -> None:
-        depth = self.value(f"load i64, ptr {self.depth_ptr}")
-        lowered = self.value(f"sub i64 {depth}, 1")
-        self.emit(f"store i64 {lowered}, ptr {self.depth_ptr}")
+        if self.owner.options.count_depth:
+            depth = self.value(f"load i64, ptr {self.depth_ptr}")
+            lowered = self.value(f"sub i64 {depth}, 1")
+            self.emit(f"store i64 {lowered}, ptr {self.depth_ptr}")
         results = self.type.results
         if not results:
             self.emit("ret void")
@@ -528,9 +534,11 @@ class FunctionLowering:
         arg_text = "".join(f", {t} {v}" for t, v in args)
         result_type = ret_type(callee_type)
         if result_type == "void":
-            self.emit(f"call void {callee}(ptr %ctx{arg_text})")
+            # `notail`: tail-recursion elimination would turn unbounded wasm
+            # recursion into an endless loop instead of exhausting the stack.
+            self.emit(f"notail call void {callee}(ptr %ctx{arg_text})")
             return
-        result = self.value(f"call {result_type} {callee}(ptr %ctx{arg_text})")
+        result = self.value(f"notail call {result_type} {callee}(ptr %ctx{arg_text})")
         if len(callee_type.results) == 1:
             self.push(result_type, result)
             return

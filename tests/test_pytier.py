@@ -332,3 +332,10 @@ def test_imports_and_host_functions() -> None:
     instance = Instance(store, module, [func])
     assert instance.exports(store)["f"](store, 20) == 41
     assert seen == [20]
+
+
+def test_data_drop_without_memory() -> None:
+    store, ex = instantiate("""(module
+      (data "abc")
+      (func (export "drop") (result i32) (data.drop 0) (i32.const 7)))""")
+    assert call(store, ex, "drop") == 7

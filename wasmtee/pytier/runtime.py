@@ -51,6 +51,14 @@ class ViewCell:
         self.view = memoryview(memory.buf)[:memory.size]
 
 
+class _EmptyView:
+    __slots__ = ("view",)
+
+    def __init__(self) -> None:
+        self.view = memoryview(b"")
+
+
+_NO_MEMORY = _EmptyView()
 _cells: weakref.WeakKeyDictionary[Any, ViewCell] = weakref.WeakKeyDictionary()
 
 
@@ -71,7 +79,15 @@ def view_cell(memory: Any) -> ViewCell:
     return cell
 
 
-_depth_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+_depthclass _EmptyView:
+    __slots__ = ("view",)
+
+    def __init__(self) -> None:
+        self.view = memoryview(b"")
+
+
+_NO_MEMORY = _EmptyView()
+_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 
 
 def depth_cell(store: Any) -> list[int]:
@@ -369,6 +385,9 @@ class InstanceCode:
         if instance.mems:
             ns["MEM0"] = instance.mems[0]
             ns["MV"] = view_cell(instance.mems[0])
+        else:
+            # data.drop is a memory instruction that is valid without a memory.
+            ns["MV"] = _NO_MEMORY
         ns["_add_frame"] = self.add_frame
         self.namespace = ns
         return ns

@@ -5,9 +5,9 @@ the LLVM module and the machine code). Each instance gets its own `Context`
 block, global cells and ctypes callbacks; these stay alive as long as the
 function instances that `make_functions` returns.
 
-Every call from Python enters native code through the entry trampoline `@e<n>`,
-which sets a jump buffer; a trap longjmps back to it and the trampoline returns
-the trap number. Host calls from native code go through ctypes callbacks, and
+Every call from Python enters native code through the entry trampoline of its
+type, `@entry<type id>`, which sets a jump buffer; a trap longjmps back to it
+and the trampoline returns the trap number. Host calls from native code go through ctypes callbacks, and
 an exception raised there is kept and raised again once native code has
 returned, so no Python frame is ever unwound by longjmp.
 """

@@ -46,7 +46,7 @@ CTX_SIZE = 112
 # The native table mirror: `CTX_TABLES` points at one {ptr entries, i64 size}
 # descriptor per table, and each entry is {i64 type id, ptr code, ptr unused}.
 # Type id 0 means "not callable natively" (null, a host function or a
-# function of another instance); call_indirect then asks the runtime.
+# function of another instance), so call_indirect calls the runtime instead.
 TABLE_DESCRIPTOR_SIZE = 16
 TABLE_ENTRY_SIZE = 24
 

@@ -79,15 +79,7 @@ def view_cell(memory: Any) -> ViewCell:
     return cell
 
 
-_depthclass _EmptyView:
-    __slots__ = ("view",)
-
-    def __init__(self) -> None:
-        self.view = memoryview(b"")
-
-
-_NO_MEMORY = _EmptyView()
-_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+_depth_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 
 
 def depth_cell(store: Any) -> list[int]:

@@ -168,6 +168,11 @@ def _print_trap(trap: Trap) -> None:
         print(f"  {depth}: {frame}", file=sys.stderr)
 
 
+# The first bytes of an AOT artifact (wasmtee.llvm.aot.MAGIC); kept here so
+# plain modules never import the llvm tier.
+ARTIFACT_MAGIC = b"WTEECWSM"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the module; a UsageError (bad option value, missing export) exits with 2."""
     try:
@@ -198,7 +203,17 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read module {args.module!r}: {exc.strerror}") from None
     wasi_config = build_wasi_config(args)
-    module = wasmtee.Module(engine, data)
+    if data[:8] == ARTIFACT_MAGIC:
+        # An AOT artifact from `wasmtee compile` holds native code: it runs on the llvm tier.
+        from wasmtee.llvm import aot
+
+        engine = wasmtee.Engine(wasmtee.Config(
+            tier="llvm", consume_fuel=config.consume_fuel,
+            epoch_interruption=config.epoch_interruption,
+        ))
+        module = aot.load_module(engine, data)
+    else:
+        module = wasmtee.Module(engine, data)
     store = wasmtee.Store(engine)
     if args.fuel is not None:
         store.set_fuel(args.fuel)

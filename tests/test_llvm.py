@@ -487,3 +487,46 @@ def fib_wasm() -> bytes:
     for section_id, payload in sections:
         out += bytes([section_id, len(payload)]) + payload
     return out
+
+
+# Each export recurses without bound in a shape that LLVM's optimizer can turn
+# into a loop (tail-recursion and accumulator elimination), which would hang
+# or return a value instead of trapping.
+UNBOUNDED_RECURSION = """
+(module
+  (type $v (func))
+  (table 1 funcref)
+  (elem (i32.const 0) $indirect)
+  (func $runaway (export "runaway") (call $runaway))
+  (func $even (export "mutual") (call $odd))
+  (func $odd (call $even))
+  (func $indirect (export "indirect") (call_indirect (type $v) (i32.const 0)))
+  (func $count (export "count") (param i32) (result i32)
+    (call $count (i32.add (local.get 0) (i32.const 1))))
+  (func $fac (export "fac") (param i64) (result i64)
+    (if (result i64) (i64.eqz (local.get 0))
+      (then (i64.const 1))
+      (else (i64.mul (local.get 0) (call $fac (i64.sub (local.get 0) (i64.const 1))))))))
+"""
+
+
+@pytest.mark.parametrize("opt_level", [0, 1, 2, 3])
+def test_recursion_traps_at_each_opt_level(opt_level: int) -> None:
+    from wasmtee.binary import encode_module
+    from wasmtee.llvm import aot
+    from wasmtee.text import parse_wat
+
+    wasm = encode_module(parse_wat(UNBOUNDED_RECURSION))
+    artifact = aot.compile_artifact(wasm, opt_level=opt_level, interruptible=True)
+    engine = Engine(Config(tier="llvm", epoch_interruption=True))
+    module = aot.load_module(engine, artifact)
+    store = Store(engine)
+    # A hang becomes an INTERRUPTED trap, which fails the code check below.
+    store.set_deadline(20)
+    exports = Instance(store, module, []).exports(store)
+    cases = [("runaway", ()), ("mutual", ()), ("indirect", ()), ("count", (0,)), ("fac", (1 << 30,))]
+    for name, args in cases:
+        with pytest.raises(Trap) as info:
+            exports[name](store, *args)
+        assert info.value.code is TrapCode.STACK_EXHAUSTED, f"{name} at -O{opt_level}"
+    assert exports["fac"](store, 10) == 3628800

@@ -23,6 +23,7 @@ from wasmtee import (
     Memory,
     MemoryType,
     Module,
+    ResourceLimitExceeded,
     Store,
     Table,
     TableType,
@@ -276,14 +277,15 @@ def test_memory_api(engine):
     assert mem.grow(store, 1) == 1
     assert ex["grow"](store, 1) == 2
     assert ex["grow"](store, 1) == -1
-    with pytest.raises(Trap):
+    with pytest.raises(ResourceLimitExceeded, match="^cannot grow memory from 3 to 4 pages"):
         mem.grow(store, 1)
     assert mem.size(store) == 3
     own = Memory(store, MemoryType(Limits(1, 1)))
     with own:
         own.write(store, b"abc", 0)
         assert own.read(store, 0, 3) == b"abc"
-    assert own.data_len(store) == 0
+    with pytest.raises(UsageError, match="memory is closed"):
+        own.data_len(store)
 
 
 def test_globals_and_tables(engine):
@@ -314,7 +316,7 @@ def test_globals_and_tables(engine):
     assert ex["call_at"](store, 0) == 7
     assert table.grow(store, 2, seven) == 2
     assert ex["call_at"](store, 3) == 7
-    with pytest.raises(Trap):
+    with pytest.raises(ResourceLimitExceeded, match="^cannot grow table from 4 to 5 elements"):
         table.grow(store, 1)
     with pytest.raises(Trap) as info:
         table.set(store, 4, None)
@@ -427,11 +429,13 @@ def test_store_close_and_context_manager(engine):
     with Store(engine) as store:
         mem = Instance(store, module, []).exports(store)["m"]
         mem.write(store, b"x", 0)
-    assert mem.data_len(store) == 0
+    with pytest.raises(UsageError, match="store is closed"):
+        mem.data_len(store)
     with Store(engine) as store:
         with Instance(store, module, []) as instance:
             mem = instance.exports(store)["m"]
-        assert mem.size(store) == 0
+        with pytest.raises(UsageError, match="memory is closed"):
+            mem.size(store)
 
 
 def test_agrees_with_wasmtime(engine):

@@ -642,3 +642,156 @@ def _apply_table_op(table, model, segment, kind, a, b, n, value):
         return
     action()
     model[start:start + len(new)] = new
+
+
+# -- grow failures, closing, and store ownership --------------------------------------
+
+
+def test_memory_grow_failure_names_the_maximum():
+    declared = MemoryInstance(MemoryType(Limits(1, 3)))
+    assert declared.grow(5) == -1
+    assert declared.grow_failure(5) == (
+        "cannot grow memory from 1 to 6 pages: its declared maximum is 3 pages"
+    )
+    limited = MemoryInstance(MemoryType(Limits(1, 10)), limit_pages=2)
+    assert limited.grow(2) == -1
+    assert limited.grow_failure(2) == (
+        "cannot grow memory from 1 to 3 pages: the store's memory limit is 2 pages"
+    )
+    unbounded = MemoryInstance(MemoryType(Limits(0)))
+    assert unbounded.grow(65537) == -1
+    assert unbounded.grow_failure(65537) == (
+        "cannot grow memory from 0 to 65537 pages: a 32-bit memory has at most 65536 pages"
+    )
+    declared.close()
+    assert declared.grow(1) == -1
+    assert declared.grow_failure(1) == "cannot grow memory: the memory is closed"
+    limited.close()
+    unbounded.close()
+
+
+def test_table_grow_failure_names_the_maximum():
+    declared = TableInstance(TableType(FUNCREF, Limits(1, 2)))
+    assert declared.grow(3) == -1
+    assert declared.grow_failure(3) == (
+        "cannot grow table from 1 to 4 elements: its declared maximum is 2 elements"
+    )
+    limited = TableInstance(TableType(FUNCREF, Limits(0)), limit_elements=5)
+    assert limited.grow(6) == -1
+    assert limited.grow_failure(6) == (
+        "cannot grow table from 0 to 6 elements: the store's table limit is 5 elements"
+    )
+
+
+def test_memory_close_runs_resize_callbacks_once():
+    mem = MemoryInstance(MemoryType(Limits(2, 4)))
+    seen = []
+    mem.on_resize.append(lambda memory, old: seen.append((old, memory.size, memory.closed)))
+    assert mem.grow(1) == 2
+    assert mem.grow(0) == 3
+    mem.close()
+    mem.close()
+    assert seen == [(2, 3 * PAGE_SIZE, False), (3, 0, True)]
+
+
+def test_closed_memory_host_helpers_trap():
+    mem = MemoryInstance(MemoryType(Limits(1)))
+    mem.close()
+    assert mem.closed
+    for action in (
+        lambda: mem.read(0, 0),
+        lambda: mem.write(0, b""),
+        lambda: mem.read_cstring(0),
+        lambda: mem.view(0, 0),
+        lambda: mem.load_u32(0),
+    ):
+        with pytest.raises(Trap, match="the memory is closed") as info:
+            action()
+        assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+
+
+def test_closed_memory_with_live_view_reports_closed():
+    mem = MemoryInstance(MemoryType(Limits(1)))
+    view = mem.view(0, 4)
+    mem.close()
+    # The live view keeps the mapping, but the memory still counts as closed.
+    assert mem.closed
+    with pytest.raises(UsageError, match="memory is closed"):
+        mem.address  # noqa: B018
+    view.release()
+
+
+def test_store_records_owner_of_every_extern():
+    store = Store()
+    ft = FuncType((), (I32,))
+    module = Module(
+        types=[ft],
+        funcs=[Function(0, (), i32(1))],
+        mems=[Memory(MemoryType(Limits(1)))],
+        tables=[Table(TableType(FUNCREF, Limits(1)))],
+        globals=[Global(GlobalType(I32, False), i32(3))],
+    )
+    instance = run(store, module, factories=[lambda inst: (lambda: 1)])
+    assert instance.funcs[0].store is store
+    assert instance.mems[0].store is store
+    assert instance.tables[0].store is store
+    assert instance.globals[0].store is store
+    assert HostFunction(ft, lambda: 1).store is None
+    bound = HostFunction(ft, lambda caller: 1, access_caller=True).bind(Caller(instance, store))
+    assert bound.store is store
+
+
+def test_instantiate_rejects_imports_of_another_store():
+    first, second = Store(), Store()
+    memory = first.new_memory(MemoryInstance(MemoryType(Limits(1))))
+    table = first.new_table(TableInstance(TableType(FUNCREF, Limits(1))))
+    glob = first.new_global(GlobalInstance(GlobalType(I32, False), 1))
+    ft = FuncType((), ())
+    host = HostFunction(ft, lambda: None, store=first)
+    cases = [
+        (import_module(ExternKind.MEMORY, MemoryType(Limits(1))), memory, "memory"),
+        (import_module(ExternKind.TABLE, TableType(FUNCREF, Limits(1))), table, "table"),
+        (import_module(ExternKind.GLOBAL, GlobalType(I32, False)), glob, "global"),
+        (import_module(ExternKind.FUNC, 0, [ft]), host, "func"),
+    ]
+    for module, item, kind in cases:
+        with pytest.raises(UsageError, match=rf"^import env\.x \({kind}\) belongs to a different store"):
+            run(second, module, [item])
+        run(first, module, [item])
+    # A host function without a store fits every store.
+    run(second, import_module(ExternKind.FUNC, 0, [ft]), [HostFunction(ft, lambda: None)])
+
+
+def test_store_close_disables_instance_functions():
+    store = Store()
+    ft = FuncType((), (I32,))
+    module = Module(
+        types=[ft],
+        funcs=[Function(0, (), i32(1))],
+        mems=[Memory(MemoryType(Limits(1)))],
+        exports=[Export("f", ExternKind.FUNC, 0)],
+    )
+    instance = run(store, module, factories=[lambda inst: (lambda: 7)])
+    released = []
+    instance.release_hooks.append(lambda: released.append(True))
+    assert instance.funcs[0].call() == 7
+    store.close()
+    assert store.closed
+    assert released == [True]
+    assert instance.mems[0].closed
+    with pytest.raises(UsageError, match="store is closed"):
+        instance.funcs[0].call()
+    with pytest.raises(UsageError, match="store is closed"):
+        run(store, Module())
+    with pytest.raises(UsageError, match="store is closed"):
+        store.new_memory(MemoryInstance(MemoryType(Limits(1))))
+    store.close()
+
+
+def test_host_function_that_closes_its_store_raises():
+    store = Store()
+    host = HostFunction(FuncType((), (I32,)), lambda: store.close() or 5, name="closer", store=store)
+    with pytest.raises(UsageError, match="^closer closed its store"):
+        host.call()
+    free = HostFunction(FuncType((), (I32,)), lambda: 5)
+    assert free.call() == 5

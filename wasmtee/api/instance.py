@@ -55,8 +55,9 @@ class Instance:
 
     `Instance(store, module, imports)` takes one extern per import, in order.
     Raises LinkError for a missing or mismatched import, ResourceLimitExceeded
-    when the store's limits are exceeded, and Trap when a segment is out of
-    bounds or the start function traps.
+    when the store's limits are exceeded, Trap when a segment is out of
+    bounds or the start function traps, and UsageError when an import
+    belongs to another store or the store is closed.
     """
 
     def __init__(self, store: Any, module: Module, imports: Sequence[Any] = ()) -> None:
@@ -84,7 +85,16 @@ class Instance:
         return self._instance
 
     def exports(self, store: Any = None) -> InstanceExports:
-        """Return the exports by name."""
+        """Return the exports by name. Raises UsageError for another or a closed store."""
+        owner = self._instance.store
+        if store is not None:
+            st = store_of(store)
+            if st is not owner:
+                raise UsageError(
+                    "the instance belongs to a different store; externs cannot be shared "
+                    "between stores, so use the store it was instantiated in"
+                )
+        owner.check_open()
         if self._exports is None:
             self._exports = InstanceExports(self._instance)
         return self._exports

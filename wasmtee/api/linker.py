@@ -22,6 +22,9 @@ class Linker:
     """Definitions by (module, name), used to instantiate modules without listing imports.
 
     Defining a name twice raises LinkError unless `allow_shadowing` is True.
+    Externs given to `define` and `define_instance` belong to one store, and
+    instantiating with them in another store raises UsageError. Host
+    functions from `define_func` fit every store.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -40,12 +43,15 @@ class Linker:
         self._defs[key] = item
 
     def define(self, store: Any, module: str, name: str, item: Any) -> None:
-        """Define `module.name` as a Func, Memory, Table or Global.
+        """Define `module.name` as a Func, Memory, Table or Global of `store`.
 
-        Raises UsageError for a non-extern and LinkError for a duplicate.
+        Raises UsageError for a non-extern or an extern of another store,
+        and LinkError for a duplicate.
         """
-        store_of(store)
-        self._insert(module, name, unwrap_extern(item))
+        st = store_of(store)
+        raw = unwrap_extern(item)
+        st.check_owner(raw, f"the definition of {module}.{name}")
+        self._insert(module, name, raw)
 
     def define_func(
         self,
@@ -69,11 +75,13 @@ class Linker:
     def define_instance(self, store: Any, name: str, instance: Instance) -> None:
         """Define every export of `instance` under the module name `name`.
 
-        Raises LinkError for a duplicate.
+        Raises LinkError for a duplicate, UsageError when the instance
+        belongs to another store.
         """
-        store_of(store)
+        st = store_of(store)
         if not isinstance(instance, Instance):
             raise UsageError(f"expected an Instance, got {instance!r}")
+        st.check_owner(instance.runtime_instance, f"instance {name!r}")
         for export_name, item in instance.runtime_instance.exports.items():
             self._insert(name, export_name, item)
 
@@ -106,7 +114,8 @@ class Linker:
         """Instantiate `module`, resolving each import by name.
 
         Raises LinkError "unknown import" or "incompatible import type"
-        naming the import, and what Instance() raises.
+        naming the import, and what Instance() raises, including UsageError
+        when a definition belongs to a store other than `store`.
         """
         st = store_of(store)
         if not isinstance(module, Module):

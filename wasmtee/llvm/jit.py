@@ -10,6 +10,13 @@ type, `@entry<type id>`, which sets a jump buffer; a trap longjmps back to it
 and the trampoline returns the trap number. Host calls from native code go through ctypes callbacks, and
 an exception raised there is kept and raised again once native code has
 returned, so no Python frame is ever unwound by longjmp.
+
+The context caches memory 0's base pointer and size. `sync_memory` refreshes
+both at every entry and callback return, and from the memory's `on_resize`
+callback, so a grow or close by any party updates them at once. A closed
+memory has base 0 and size 0, so every access traps before it dereferences.
+When the store closes, `release` makes the runtime callbacks raise
+UsageError, so native code that is still running traps at its next call.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ import threading
 import weakref
 from typing import Any, Callable, Iterator
 
-from wasmtee.errors import CompileError, InternalError, Trap, TrapCode, WasmteeError
+from wasmtee.errors import CompileError, InternalError, Trap, TrapCode, UsageError, WasmteeError
 from wasmtee.llvm import aot, lower
 from wasmtee.runtime.config import DEFAULT_MAX_CALL_DEPTH
+from wasmtee.runtime.table import uninitialized_element
 from wasmtee.model import ExternKind, FuncType, Module, ValType
 from wasmtee.values import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
 
@@ -253,6 +261,7 @@ class NativeInstance:
         self.compiled = compiled
         self.instance = instance
         self.store = instance.store
+        self.released = False
         self.pending: BaseException | None = None
         self.context = Context()
         self.context_address = ctypes.addressof(self.context)
@@ -292,6 +301,40 @@ class NativeInstance:
             )
             self.functions.append(function)
             self.own_functions[id(function)] = func_index
+        self.watch_memory()
+        instance.release_hooks.append(self.release)
+
+    def watch_memory(self) -> None:
+        """Refresh the context whenever memory 0 grows or closes, whoever grows or closes it."""
+        if not self.instance.mems:
+            return
+        reference = weakref.ref(self)
+
+        def on_resize(memory: Any, _old_pages: int) -> None:
+            native = reference()
+            if native is not None:
+                native.sync_memory(memory)
+
+        self.instance.mems[0].on_resize.append(on_resize)
+
+    def sync_memory(self, memory: Any) -> None:
+        context = self.context
+        if memory.closed:
+            context.mem_base = None
+            context.mem_size = 0
+        else:
+            context.mem_base = memory.address
+            context.mem_size = memory.size
+
+    def release(self) -> None:
+        """Stop this instance from running again: the store has closed."""
+        self.released = True
+        self.context.mem_base = None
+        self.context.mem_size = 0
+
+    def check_released(self) -> None:
+        if self.released:
+            raise UsageError("the function's store is closed, so the function can no longer be called")
 
     @property
     def interrupt(self) -> int:
@@ -333,6 +376,7 @@ class NativeInstance:
 
     def enter(self) -> None:
         """Copy the Python-side state that native code reads into the context."""
+        self.check_released()
         context = self.context
         if context.stack_limit == 0:
             context.stack_budget = stack_budget()
@@ -395,9 +439,7 @@ class NativeInstance:
         instance = self.instance
         context = self.context
         if instance.mems:
-            memory = instance.mems[0]
-            context.mem_base = memory.address
-            context.mem_size = memory.size
+            self.sync_memory(instance.mems[0])
         for index, val_type in enumerate(self.global_types):
             self.cells[index] = to_slot(val_type, instance.globals[index].value, REFERENCES)
         fuel_cell = getattr(self.store, "fuel_cell", None)
@@ -430,10 +472,12 @@ class NativeInstance:
 
     def _rt_call(self, _context: int, func_index: int, slots_address: int) -> int:
         try:
+            self.check_released()
             self.sync_from_native()
             function = self.instance.funcs[func_index]
             func_type = function.type
             results = self._call_with_slots(function, func_type, slots_address)
+            self.check_released()
             self.sync_to_native()
             return 0 if results else 0
         except BaseException as exc:  # noqa: BLE001 - re-raised after native code unwinds
@@ -455,8 +499,10 @@ class NativeInstance:
 
     def _rt_op(self, _context: int, operation: int, a: int, b: int, c: int, slots: int) -> int:
         try:
+            self.check_released()
             self.sync_from_native()
             result = self.run_op(operation, a, b, c, slots)
+            self.check_released()
             self.sync_to_native()
             return result
         except BaseException as exc:  # noqa: BLE001 - re-raised after native code unwinds
@@ -489,10 +535,7 @@ class NativeInstance:
             raise Trap(TrapCode.UNDEFINED_ELEMENT, f"index {element}, table size {len(elements)}")
         function = elements[element]
         if function is None:
-            trap = Trap(TrapCode.UNINITIALIZED_ELEMENT, f"index {element}")
-            # The spec suite expects the index right after the text: "uninitialized element 2".
-            trap.args = (f"{TrapCode.UNINITIALIZED_ELEMENT.message} {element}",)
-            raise trap
+            raise uninitialized_element(element)
         expected = self.compiled.module.types[type_index]
         if function.type is not expected and function.type != expected:
             raise Trap(TrapCode.INDIRECT_CALL_TYPE_MISMATCH,
@@ -507,7 +550,8 @@ class NativeInstance:
         if source + length > len(data) or dest + length > memory.size:
             raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS,
                        f"memory.init of {length} bytes from {source} to {dest}")
-        memory.buf[dest:dest + length] = data[source:source + length]
+        if length:
+            memory.buf[dest:dest + length] = data[source:source + length]
         return 0
 
     def table_op(self, operation: int, a: int, b: int, c: int) -> int:

@@ -11,9 +11,11 @@ Each instance gets one namespace dict shared by all of its functions. In it:
 Memory accesses use struct's `unpack_from`/`pack_into` on `MV.view`, a
 memoryview of exactly the memory's current `size` bytes, so an access past
 `size` raises struct.error, which the generated function turns into
-Trap(MEMORY_OUT_OF_BOUNDS). The view is replaced when the memory grows (an
-`on_grow` callback), and generated code reloads it after every call and
-memory.grow.
+Trap(MEMORY_OUT_OF_BOUNDS). The view is replaced whenever the memory's
+accessible region changes (its `on_resize` callback, run on grow and on
+close), and generated code reloads it after every call and memory.grow.
+When the store closes, the instance's `f<j>` entries are replaced by a function
+that raises UsageError, so code that is still running fails at its next call.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from wasmtee.errors import CompileError, Frame, Trap, TrapCode, WasmteeError
 from wasmtee.model import Module
 from wasmtee.pytier import numeric
 from wasmtee.runtime.config import DEFAULT_MAX_CALL_DEPTH
-from wasmtee.pytier.translate import FunctionTranslator, TranslateOptions
+from wasmtee.runtime.func import store_closed
+from wasmtee.runtime.table import uninitialized_element
+from wasmtee.pytier.flat import FlatTranslator
+from wasmtee.pytier.translate import FunctionTranslator, NestingTooDeep, TranslateOptions
 from wasmtee.values import round_f32
 
 logger = logging.getLogger(__name__)
@@ -42,13 +47,20 @@ RECURSION_MARGIN = 400
 MAX_FRAMES = 64
 
 
+def memory_view(memory: Any) -> memoryview:
+    """Return a view of the accessible bytes of `memory`; empty once it is closed."""
+    if memory.closed:
+        return memoryview(b"")
+    return memoryview(memory.buf)[:memory.size]
+
+
 class ViewCell:
-    """Holds a memoryview of a memory's first `size` bytes; replaced on every grow."""
+    """Holds a memoryview of a memory's first `size` bytes; replaced on every resize."""
 
     __slots__ = ("__weakref__", "view")
 
     def __init__(self, memory: Any) -> None:
-        self.view = memoryview(memory.buf)[:memory.size]
+        self.view = memory_view(memory)
 
 
 class _EmptyView:
@@ -63,7 +75,7 @@ _cells: weakref.WeakKeyDictionary[Any, ViewCell] = weakref.WeakKeyDictionary()
 
 
 def view_cell(memory: Any) -> ViewCell:
-    """Return the one ViewCell of `memory`, creating it and its grow hook on first use."""
+    """Return the one ViewCell of `memory`, creating it and its resize hook on first use."""
     cell = _cells.get(memory)
     if cell is None:
         cell = ViewCell(memory)
@@ -73,9 +85,9 @@ def view_cell(memory: Any) -> ViewCell:
         def refresh(mem: Any, _old_pages: int) -> None:
             target = cell_ref()
             if target is not None:
-                target.view = memoryview(mem.buf)[:mem.size]
+                target.view = memory_view(mem)
 
-        memory.on_grow.append(refresh)
+        memory.on_resize.append(refresh)
     return cell
 
 
@@ -124,10 +136,7 @@ def _resolve(elements: list[Any], index: int, expected: Any) -> Any:
         raise Trap(TrapCode.UNDEFINED_ELEMENT, f"index {index}, table size {len(elements)}")
     func = elements[index]
     if func is None:
-        trap = Trap(TrapCode.UNINITIALIZED_ELEMENT, str(index))
-        # The spec text names the index without brackets: "uninitialized element 2".
-        trap.args = (f"{TrapCode.UNINITIALIZED_ELEMENT.message} {index}",)
-        raise trap
+        raise uninitialized_element(index)
     func_type = func.type
     if func_type is not expected and func_type != expected:
         raise Trap(
@@ -249,6 +258,43 @@ class PythonTier:
         return CompiledModule(module, info, options)
 
 
+def translate_function(module: Module, func_types: list[Any], func_index: int,
+                       options: TranslateOptions) -> tuple[str, dict[str, object]]:
+    """Return the Python source of a defined function and the constants it reads.
+
+    The structured form comes first. A function nested too deeply for it
+    gets the flat form, whose nesting does not grow with the wasm nesting.
+    """
+    try:
+        return FunctionTranslator(module, func_types, func_index, options).translate()
+    except NestingTooDeep as exc:
+        logger.debug("function %d uses the flat translation: %s", func_index, exc)
+        return FlatTranslator(module, func_types, func_index, options).translate()
+
+
+def compile_function(module: Module, func_types: list[Any], func_index: int,
+                     options: TranslateOptions) -> tuple[Any, dict[str, object]]:
+    """Return the code object of a defined function's `def` and the constants it reads."""
+    source, constants = translate_function(module, func_types, func_index, options)
+    filename = f"<wasm function {func_index}>"
+    try:
+        return compile(source, filename, "exec"), constants
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+        # CPython limits that the structured translator does not predict (the
+        # nesting of parsed statements, for one) end up here.
+        logger.debug("function %d: structured source rejected (%s), using the flat translation",
+                      func_index, exc)
+        first_error: Exception = exc
+    source, constants = FlatTranslator(module, func_types, func_index, options).translate()
+    try:
+        return compile(source, filename, "exec"), constants
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+        raise CompileError(
+            f"function {func_index} cannot be compiled to Python: {exc} "
+            f"(structured form: {first_error})"
+        ) from exc
+
+
 class CompiledModule:
     """A module prepared for the python tier: code objects are made once per function.
 
@@ -279,16 +325,7 @@ class CompiledModule:
                 self.codes[func_index] = entry
                 return entry
             started = time.perf_counter()
-            translator = FunctionTranslator(self.module, self.func_types, func_index, self.options)
-            source, constants = translator.translate()
-            try:
-                code = compile(source, f"<wasm function {func_index}>", "exec")
-            except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
-                # TODO: split functions whose nesting exceeds CPython's parser limits.
-                raise CompileError(
-                    f"function {func_index} cannot be compiled to Python: {exc}"
-                ) from exc
-            entry = (code, constants)
+            entry = compile_function(self.module, self.func_types, func_index, self.options)
             self.codes[func_index] = entry
             CODE_CACHE.put(key, entry)
             self.translate_seconds += time.perf_counter() - started
@@ -310,8 +347,7 @@ class CompiledModule:
 
     def source_for(self, func_index: int) -> str:
         """Return the generated Python source of a defined function (for debugging)."""
-        translator = FunctionTranslator(self.module, self.func_types, func_index, self.options)
-        return translator.translate()[0]
+        return translate_function(self.module, self.func_types, func_index, self.options)[0]
 
     def make_functions(self, instance: Any) -> list[Any]:
         from wasmtee.runtime.func import FunctionInstance
@@ -321,6 +357,7 @@ class CompiledModule:
         if sys.getrecursionlimit() < limit:
             sys.setrecursionlimit(limit)
         linker = InstanceCode(self, instance)
+        instance.release_hooks.append(linker.release)
         functions = []
         names = self.module.names.func_names
         for position, func in enumerate(self.module.funcs):
@@ -384,6 +421,13 @@ class InstanceCode:
         self.namespace = ns
         return ns
 
+    def release(self) -> None:
+        """Make every call through this instance's namespace raise UsageError (store closed)."""
+        if self.namespace is None:
+            return
+        for j in range(len(self.instance.funcs)):
+            self.namespace[f"f{j}"] = store_closed
+
     def import_stub(self, j: int) -> Any:
         """Bind `f<j>` for an imported function to its current `call` on the first call.
 
@@ -394,13 +438,16 @@ class InstanceCode:
             imported = self.instance.funcs[j]
             result = imported.call(*args)
             # After its first call a lazy python-tier import has its generated function.
-            if self.namespace is not None:
+            # A store closed during the call keeps the entry that `release` set.
+            if self.namespace is not None and not getattr(self.instance.store, "closed", False):
                 self.namespace[f"f{j}"] = imported.call
             return result
 
         return first_call
 
     def install(self, index: int, function: Any) -> Any:
+        if getattr(self.instance.store, "closed", False):
+            return store_closed
         ns = self.namespace if self.namespace is not None else self.build_namespace()
         name = f"f{index}"
         current = ns.get(name)

@@ -4,7 +4,9 @@ Every function instance has `type` (a `FuncType`), `name` (debug name or
 None) and `call(*raw_args)`, which returns None for no results, the raw value
 for one result and a tuple for two or more (docs/internals.md). Wasm functions
 also carry the `module_instance` they belong to and their `index` in its
-function index space; host functions leave both None.
+function index space; host functions leave both None. `store` is the owning
+Store: the module instance's store, the store a host function was created in,
+or None for a host function that fits every store.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ class FunctionInstance:
     Positional order: `FunctionInstance(type, name, call, module_instance, index)`.
     """
 
-    __slots__ = ("__dict__", "__weakref__", "call", "index", "module_instance", "name", "type")
+    __slots__ = (
+        "__dict__", "__weakref__", "call", "index", "module_instance", "name", "store", "type",
+    )
 
     def __init__(
         self,
@@ -45,16 +49,33 @@ class FunctionInstance:
         self.name = name
         self.module_instance = module_instance
         self.index = index
+        self.store: Any = None if module_instance is None else module_instance.store
 
     def __repr__(self) -> str:
         label = self.name or (f"func {self.index}" if self.index is not None else "anonymous")
         return f"<{type(self).__name__} {label} {self.type}>"
 
 
+def store_closed(*_args: object) -> Any:
+    """Stand in for the `call` of every function of a closed store."""
+    from wasmtee.errors import UsageError
+
+    raise UsageError("the function's store is closed, so the function can no longer be called")
+
+
 def _not_ready(*_args: object) -> Any:
     from wasmtee.errors import InternalError
 
     raise InternalError("function called before its tier installed an entry point")
+
+
+def _closed_during_call(func: HostFunction) -> None:
+    from wasmtee.errors import UsageError
+
+    raise UsageError(
+        f"{func.name or 'a host function'} closed its store, so the calling wasm code "
+        f"cannot continue"
+    )
 
 
 def _host_error(func: HostFunction, exc: BaseException) -> Trap:
@@ -67,11 +88,15 @@ class HostFunction(FunctionInstance):
 
     With `access_caller=True` the callable receives a `Caller` before the wasm
     arguments. Instantiation binds one copy per importing instance with
-    `bind(caller)`, so the tier-facing `call` never changes shape.
+    `bind(caller)`, so the tier-facing `call` never changes shape. `store`
+    (or the caller's store) makes it belong to that store; without either it
+    fits every store.
 
     `call` raises what the callable raises when it is a WasmteeError (Trap,
     WasiExit, ...); any other exception becomes Trap(HOST_ERROR) whose
-    `__cause__` is the original.
+    `__cause__` is the original. When the callable closes the function's
+    store, `call` raises UsageError after it returns, so the wasm code that
+    called it stops there.
     """
 
     __slots__ = ("access_caller", "callable", "caller")
@@ -83,6 +108,7 @@ class HostFunction(FunctionInstance):
         access_caller: bool = False,
         name: str | None = None,
         caller: Caller | None = None,
+        store: Any = None,
     ) -> None:
         if not isinstance(func_type, FuncType):
             raise TypeError(f"expected a FuncType, got {func_type!r}")
@@ -90,11 +116,17 @@ class HostFunction(FunctionInstance):
         self.callable = callable
         self.access_caller = access_caller
         self.caller = caller
+        if store is None and caller is not None:
+            store = caller.store
+        self.store = store
         self.call = self._make_call()
 
     def _make_call(self) -> Callable[..., Any]:
         fn = self.callable
         me = self
+        # NOTE: a host function without a store cannot see a close, so python-tier code
+        # after it runs on until its next call, which raises UsageError.
+        store = self.store
         if self.access_caller:
             caller = self.caller
             if caller is None:
@@ -104,25 +136,31 @@ class HostFunction(FunctionInstance):
 
             def call(*args: Any) -> Any:
                 try:
-                    return fn(caller, *args)
+                    result = fn(caller, *args)
                 except WasmteeError:
                     raise
                 except RecursionError as exc:
                     raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
                 except Exception as exc:
                     raise _host_error(me, exc) from exc
+                if store is not None and store.closed:
+                    _closed_during_call(me)
+                return result
 
         else:
 
             def call(*args: Any) -> Any:
                 try:
-                    return fn(*args)
+                    result = fn(*args)
                 except WasmteeError:
                     raise
                 except RecursionError as exc:
                     raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
                 except Exception as exc:
                     raise _host_error(me, exc) from exc
+                if store is not None and store.closed:
+                    _closed_during_call(me)
+                return result
 
         return call
 
@@ -130,5 +168,5 @@ class HostFunction(FunctionInstance):
         """Return a copy whose callable receives `caller`; self when it takes no caller."""
         if not self.access_caller:
             return self
-        bound = HostFunction(self.type, self.callable, True, self.name, caller)
+        bound = HostFunction(self.type, self.callable, True, self.name, caller, self.store)
         return bound

@@ -9,12 +9,13 @@ from wasmtee.values import default_value
 
 
 class GlobalInstance:
-    """A global: `type` (GlobalType) and `value` (raw)."""
+    """A global: `type` (GlobalType), `value` (raw) and the owning `store` (or None)."""
 
-    __slots__ = ("__weakref__", "type", "value")
+    __slots__ = ("__weakref__", "store", "type", "value")
 
     def __init__(self, global_type: GlobalType, value: Any = None) -> None:
         self.type = global_type
+        self.store: Any = None
         self.value = default_value(global_type.val_type) if value is None else value
 
     @classmethod

@@ -28,7 +28,7 @@ from wasmtee.model import (
 )
 from wasmtee.opcodes import BY_NAME
 from wasmtee.runtime.caller import Caller
-from wasmtee.runtime.func import FunctionInstance, HostFunction
+from wasmtee.runtime.func import FunctionInstance, HostFunction, store_closed
 from wasmtee.runtime.global_ import GlobalInstance
 from wasmtee.runtime.memory import MemoryInstance
 from wasmtee.runtime.table import TableInstance
@@ -49,7 +49,8 @@ class ModuleInstance:
     (imports first). `types` contains the module's function types interned in
     the store. `elems` are lists of raw references (a dropped segment is an
     empty list), `datas` bytes (dropped is b""), `exports` maps names to
-    runtime objects.
+    runtime objects. `release_hooks` are callables that a tier adds to drop
+    what it caches of this instance when the store closes (see `release`).
     """
 
     def __init__(self, module: Module, store: Store, name: str | None = None) -> None:
@@ -66,9 +67,23 @@ class ModuleInstance:
         self.exports: dict[str, Extern] = {}
         self.info: Any = None
         self.compiled: Any = None
+        self.release_hooks: list[Callable[[], None]] = []
 
     def export(self, name: str) -> Extern | None:
         return self.exports.get(name)
+
+    def release(self) -> None:
+        """Make every function this instance defined raise UsageError; `Store.close` calls it.
+
+        The tiers' hooks replace what they bound directly (the python tier's
+        namespace entries, the llvm tier's runtime callbacks), so wasm code that
+        is still running when its store closes fails at its next call.
+        """
+        imported = len(self.module.imports_of(ExternKind.FUNC))
+        for function in self.funcs[imported:]:
+            function.call = store_closed
+        for hook in self.release_hooks:
+            hook()
 
     def close(self) -> None:
         """Release the memories this instance defined (not imported ones)."""
@@ -230,8 +245,10 @@ def instantiate(
     `compiled` is the tier's CompiledModule; when None the store's engine
     compiles the module. Raises LinkError for a missing or mismatched import,
     ResourceLimitExceeded when the store's limits are exceeded, and Trap when
-    a segment is out of bounds or the start function traps.
+    a segment is out of bounds or the start function traps, and UsageError
+    when the store is closed or an import belongs to another store.
     """
+    store.check_open()
     if len(imports) != len(module.imports):
         missing = module.imports[len(imports)] if len(imports) < len(module.imports) else None
         where = f"{missing.module}.{missing.name}" if missing else "extra imports"
@@ -244,6 +261,7 @@ def instantiate(
         )
     for imp, item in zip(module.imports, imports):
         check_import(module, imp, item)
+        store.check_owner(item, f"import {imp.module}.{imp.name} ({ExternKind(imp.kind)})")
     if compiled is None:
         compiled = store.engine.tier.compile(module, info, store.config)
 
@@ -267,10 +285,11 @@ def instantiate(
 
     # Tables and memories first: they may fail on limits before any code is made.
     for table in module.tables:
-        instance.tables.append(TableInstance(table.type, None, store.table_limit))
+        instance.tables.append(store.new_table(TableInstance(table.type, None, store.table_limit)))
     for mem in module.mems:
         instance.mems.append(store.new_memory(MemoryInstance(mem.type, store.memory_limit_pages)))
     store.instance_count += 1
+    store.new_instance(instance)
 
     defined = compiled.make_functions(instance)
     if len(defined) != len(module.funcs):
@@ -279,7 +298,9 @@ def instantiate(
         )
     instance.funcs.extend(defined)
     for glob in module.globals:
-        instance.globals.append(GlobalInstance(glob.type, eval_const(glob.init, instance)))
+        instance.globals.append(
+            store.new_global(GlobalInstance(glob.type, eval_const(glob.init, instance)))
+        )
     for segment in module.elems:
         instance.elems.append([eval_const(expr, instance) for expr in segment.init])
     instance.datas = [segment.init for segment in module.datas]

@@ -4,6 +4,11 @@ The mapping is created once with MAP_NORESERVE, so untouched pages cost
 address space but no RAM, and its address never changes: native code may
 keep the base pointer across `memory.grow`. Pages beyond `size` are mapped
 but out of bounds; every access is checked against `size`, never `len(buf)`.
+
+Tiers that cache a view or the base pointer register an `on_resize`
+callback. Every change of the accessible region (a successful grow, and
+`close()`, which sets `size` to 0) runs those callbacks through
+`_resized`, so no cached view can outlive the region it describes.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import mmap
 import struct
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from wasmtee.errors import ResourceLimitExceeded, Trap, TrapCode, UsageError
 from wasmtee.model import Limits, MemoryType
@@ -52,7 +58,8 @@ class MemoryInstance:
 
     `buf` is the mmap, `size` the current length in bytes (a multiple of
     65536), `max_pages` the largest page count `grow` may reach, and
-    `address` the base pointer for native code.
+    `address` the base pointer for native code. `store` is the owning Store,
+    or None for a memory created outside any store.
 
     Raises ResourceLimitExceeded when the minimum size exceeds the limit or
     the address space cannot hold the reservation.
@@ -61,12 +68,14 @@ class MemoryInstance:
     __slots__ = (
         "__weakref__",
         "_address",
+        "_closed",
         "_finalizer",
         "buf",
         "limit_pages",
         "max_pages",
-        "on_grow",
+        "on_resize",
         "size",
+        "store",
         "type",
     )
 
@@ -83,6 +92,8 @@ class MemoryInstance:
                 f"limit {max_pages} pages)"
             )
         self.type = mem_type
+        self.store: Any = None
+        self._closed = False
         self.max_pages = max_pages
         self.limit_pages = limit_pages
         self.size = limits.min * PAGE_SIZE
@@ -90,8 +101,8 @@ class MemoryInstance:
         self.buf = self._reserve(limits.min)
         self._address: int | None = None
         self._finalizer = weakref.finalize(self, _release, self.buf)
-        # Callbacks run after a successful grow with (memory, old_pages).
-        self.on_grow: list[Callable[[MemoryInstance, int], None]] = []
+        # Callbacks run with (memory, old_pages) after a successful grow and after close().
+        self.on_resize: list[Callable[[MemoryInstance, int], None]] = []
 
     def _reserve(self, min_pages: int) -> mmap.mmap:
         """Map the reservation, shrinking `max_pages` when the address space is too small.
@@ -130,7 +141,8 @@ class MemoryInstance:
 
     @property
     def closed(self) -> bool:
-        return self.buf.closed
+        """True after `close()`, even while a view keeps the mapping alive."""
+        return self._closed
 
     @property
     def address(self) -> int:
@@ -139,7 +151,7 @@ class MemoryInstance:
         Raises UsageError after `close()`.
         """
         if self._address is None:
-            if self.buf.closed:
+            if self._closed:
                 raise UsageError("memory is closed, so it has no address")
             anchor = ctypes.c_char.from_buffer(self.buf)
             self._address = ctypes.addressof(anchor)
@@ -147,36 +159,78 @@ class MemoryInstance:
         return self._address
 
     def grow(self, delta_pages: int) -> int:
-        """Grow by `delta_pages` pages; return the old page count, or -1 when it cannot."""
+        """Grow by `delta_pages` pages; return the old page count, or -1 when it cannot.
+
+        -1 is the result of the wasm `memory.grow` instruction. API callers
+        build their error message with `grow_failure`.
+        """
         old = self.size // PAGE_SIZE
         if delta_pages < 0:
             return -1
         new = old + delta_pages
-        if new > self.max_pages or self.buf.closed:
+        if new > self.max_pages or self._closed:
             return -1
         self.size = new * PAGE_SIZE
-        for callback in self.on_grow:
-            callback(self, old)
+        if delta_pages:
+            self._resized(old)
         return old
 
+    def grow_failure(self, delta_pages: int) -> str:
+        """Describe why `grow(delta_pages)` returned -1."""
+        old = self.size // PAGE_SIZE
+        if self._closed:
+            return "cannot grow memory: the memory is closed"
+        new = old + delta_pages
+        declared = self.type.limits.max
+        if declared is not None and new > declared:
+            reason = f"its declared maximum is {declared}"
+        elif self.limit_pages is not None and new > self.limit_pages:
+            reason = f"the store's memory limit is {self.limit_pages}"
+        elif new > MAX_PAGES:
+            reason = f"a 32-bit memory has at most {MAX_PAGES}"
+        else:
+            reason = f"only {self.max_pages} could be reserved in the address space"
+        return f"cannot grow memory from {old} to {new} pages: {reason} pages"
+
+    def _resized(self, old_pages: int) -> None:
+        """Run the `on_resize` callbacks: the one path that refreshes cached views."""
+        for callback in list(self.on_resize):
+            callback(self, old_pages)
+
     def close(self) -> None:
-        """Release the mapping. Later accesses trap or raise ValueError."""
+        """Release the mapping. Later accesses trap and `grow` returns -1.
+
+        The `on_resize` callbacks run before the unmap, so that they drop their
+        views; a view that is still alive keeps the mapping (see `_release`).
+        Closing twice is allowed.
+        """
+        if self._closed:
+            return
+        old = self.size // PAGE_SIZE
         self.size = 0
         self.max_pages = 0
         self._address = None
-        self._finalizer()
+        self._closed = True
+        try:
+            self._resized(old)
+        finally:
+            self._finalizer()
 
     # Host helpers. Tiers access `buf` directly; host functions use these.
 
     def _oob(self, address: int, length: int) -> Trap:
+        state = ", the memory is closed" if self._closed else ""
         return Trap(
             TrapCode.MEMORY_OUT_OF_BOUNDS,
-            f"address 0x{address:x}, length {length}, memory size 0x{self.size:x}",
+            f"address 0x{address:x}, length {length}, memory size 0x{self.size:x}{state}",
         )
 
     def check(self, address: int, length: int) -> None:
-        """Raise Trap(MEMORY_OUT_OF_BOUNDS) unless [address, address+length) is in bounds."""
-        if address < 0 or length < 0 or address + length > self.size:
+        """Raise Trap(MEMORY_OUT_OF_BOUNDS) unless [address, address+length) is in bounds.
+
+        Every address is out of bounds of a closed memory.
+        """
+        if address < 0 or length < 0 or address + length > self.size or self._closed:
             raise self._oob(address, length)
 
     def read(self, address: int, length: int) -> bytes:
@@ -184,7 +238,7 @@ class MemoryInstance:
 
         Raises Trap(MEMORY_OUT_OF_BOUNDS) naming the address.
         """
-        if address < 0 or length < 0 or address + length > self.size:
+        if address < 0 or length < 0 or address + length > self.size or self._closed:
             raise self._oob(address, length)
         return self.buf[address:address + length]
 
@@ -194,7 +248,7 @@ class MemoryInstance:
         Raises Trap(MEMORY_OUT_OF_BOUNDS) naming the address.
         """
         length = len(data)
-        if address < 0 or address + length > self.size:
+        if address < 0 or address + length > self.size or self._closed:
             raise self._oob(address, length)
         self.buf[address:address + length] = data
 

@@ -1,4 +1,4 @@
-"""The store: limits, fuel and interruption cells, interned types, owned memories."""
+"""The store: limits, fuel and interruption cells, interned types, and the externs it owns."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any, Self
 from wasmtee.errors import UsageError
 from wasmtee.model import FuncType
 from wasmtee.runtime.config import Config, Engine
+from wasmtee.runtime.global_ import GlobalInstance
 from wasmtee.runtime.memory import PAGE_SIZE, MemoryInstance
+from wasmtee.runtime.table import TableInstance
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ class Store:
     `interrupt()` or when a deadline passes, and stays True until
     `set_deadline()` or `clear_interrupt()`. `max_call_depth` bounds wasm
     recursion. `data` is free for the embedder.
+
+    Memories, tables, globals and instances created in a store record it as
+    their `store`. `close()` releases the memories and disables the
+    instances' functions. Afterwards every API use of these externs, and every
+    call of a function of this store, raises UsageError.
     """
 
     def __init__(self, engine: Engine | None = None, data: Any = None) -> None:
@@ -74,6 +81,7 @@ class Store:
         self.instance_count = 0
         self._types: dict[FuncType, FuncType] = {}
         self._memories: weakref.WeakSet[MemoryInstance] = weakref.WeakSet()
+        self._instances: weakref.WeakSet[Any] = weakref.WeakSet()
         self._timer: threading.Timer | None = None
         self._closed = False
 
@@ -165,19 +173,69 @@ class Store:
         return self._types.setdefault(func_type, func_type)
 
     def new_memory(self, memory: MemoryInstance) -> MemoryInstance:
-        """Record a memory so that `close()` releases it."""
+        """Make this store the owner of `memory`, so that `close()` releases it."""
+        self.check_open()
+        memory.store = self
         self._memories.add(memory)
         return memory
 
+    def new_table(self, table: TableInstance) -> TableInstance:
+        """Make this store the owner of `table`."""
+        self.check_open()
+        table.store = self
+        return table
+
+    def new_global(self, glob: GlobalInstance) -> GlobalInstance:
+        """Make this store the owner of `glob`."""
+        self.check_open()
+        glob.store = self
+        return glob
+
+    def new_instance(self, instance: Any) -> None:
+        """Record a module instance, so that `close()` disables its functions."""
+        self.check_open()
+        self._instances.add(instance)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self) -> None:
+        """Raise UsageError when `close()` has run."""
+        if self._closed:
+            raise UsageError("the store is closed, so its functions, memories, tables and "
+                             "globals can no longer be used")
+
+    def check_owner(self, item: Any, what: str) -> None:
+        """Raise UsageError unless `item` (a runtime extern) may be used in this store.
+
+        An extern whose `store` is None belongs to no store (for example a
+        host function defined with `Linker.define_func`) and fits every store.
+        """
+        owner = getattr(item, "store", None)
+        if owner is not None and owner is not self:
+            raise UsageError(
+                f"{what} belongs to a different store; externs cannot be shared between "
+                f"stores, so create it in the store that uses it"
+            )
+        self.check_open()
+
     def close(self) -> None:
-        """Release every memory of this store and cancel its deadline."""
+        """Release every memory of this store, disable its instances and cancel its deadline.
+
+        Closing twice is allowed. Later calls of the store's functions and API
+        uses of its externs raise UsageError.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._closed = True
+        for instance in list(self._instances):
+            instance.release()
+        self._instances = weakref.WeakSet()
         for memory in list(self._memories):
             memory.close()
         self._memories = weakref.WeakSet()
-        self._closed = True
 
     def __enter__(self) -> Self:
         return self
@@ -186,4 +244,5 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Store {self.instance_count} instances>"
+        state = ", closed" if self._closed else ""
+        return f"<Store {self.instance_count} instances{state}>"

@@ -15,15 +15,27 @@ from wasmtee.model import Limits, TableType, ValType
 MAX_ELEMENTS = 0xFFFF_FFFF
 
 
+def uninitialized_element(index: int) -> Trap:
+    """Return the trap of `call_indirect` through a null element; both tiers raise it.
+
+    The spec test suite expects the index right after the text, without
+    brackets: "uninitialized element 2".
+    """
+    trap = Trap(TrapCode.UNINITIALIZED_ELEMENT, f"index {index}")
+    trap.args = (f"{TrapCode.UNINITIALIZED_ELEMENT.message} {index}",)
+    return trap
+
+
 class TableInstance:
     """A table of raw references (None or a function instance / host object).
 
     `elements` is the list itself; `max` the largest length `grow` may reach.
+    `store` is the owning Store, or None for a table created outside any store.
 
     Raises ResourceLimitExceeded when the minimum size exceeds the limit.
     """
 
-    __slots__ = ("__weakref__", "elements", "max", "on_change", "type")
+    __slots__ = ("__weakref__", "elements", "limit_elements", "max", "on_change", "store", "type")
 
     def __init__(
         self, table_type: TableType, init: Any = None, limit_elements: int | None = None
@@ -37,6 +49,8 @@ class TableInstance:
                 f"table size exceeds limit (minimum {limits.min} elements, limit {maximum})"
             )
         self.type = table_type
+        self.store: Any = None
+        self.limit_elements = limit_elements
         self.max = maximum
         self.elements: list[Any] = [init] * limits.min
         # Callbacks run after a write with (table, start, count); growth reports
@@ -88,6 +102,21 @@ class TableInstance:
             if self.on_change:
                 self._changed(old, delta)
         return old
+
+    def grow_failure(self, delta: int) -> str:
+        """Describe why `grow(delta)` returned -1."""
+        old = len(self.elements)
+        new = old + delta
+        declared = self.type.limits.max
+        if declared is not None and new > declared:
+            reason = f"its declared maximum is {declared}"
+        elif self.limit_elements is not None and new > self.limit_elements:
+            reason = f"the store's table limit is {self.limit_elements}"
+        elif new > MAX_ELEMENTS:
+            reason = f"a table has at most {MAX_ELEMENTS}"
+        else:
+            reason = "the host is out of memory for"
+        return f"cannot grow table from {old} to {new} elements: {reason} elements"
 
     def fill(self, index: int, value: Any, count: int) -> None:
         """Set `count` elements from `index` to `value`. Raises Trap(TABLE_OUT_OF_BOUNDS)."""

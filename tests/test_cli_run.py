@@ -222,3 +222,74 @@ def test_trap_backtrace_lists_frames(capsys):
     assert lines[1] == "wasm backtrace:"
     assert lines[2] == "  0: inner @ 0x2a"
     assert lines[3] == "  1: app!outer"
+
+
+STDIO_FDSTAT_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $stat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $stat (i32.const 0) (i32.const 0)))
+    (drop (call $stat (i32.const 1) (i32.const 24)))
+    (drop (call $stat (i32.const 2) (i32.const 48)))
+    (i32.store (i32.const 128) (i32.const 0))
+    (i32.store (i32.const 132) (i32.const 72))
+    (drop (call $write (i32.const 1) (i32.const 128) (i32.const 1) (i32.const 136)))))
+"""
+UNKNOWN, CHARACTER_DEVICE = 0, 2
+FD_READ, FD_SEEK, FD_TELL, FD_WRITE = 1 << 1, 1 << 2, 1 << 5, 1 << 6
+
+
+def run_stdio_probe(tmp_path, stdin, stdout) -> list[tuple[int, int]]:
+    """Run the probe with the given stdin and stdout; return (filetype, rights) of fds 0-2."""
+    import struct
+
+    wat = tmp_path / "probe.wat"
+    wat.write_text(STDIO_FDSTAT_WAT)
+    command = [sys.executable, "-m", "wasmtee", "run", "--tier", TIER, str(wat)]
+    proc = subprocess.run(command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                          timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    data = proc.stdout if stdout == subprocess.PIPE else (tmp_path / "out").read_bytes()
+    assert len(data) == 72
+    return [(data[24 * fd], struct.unpack_from("<Q", data, 24 * fd + 8)[0]) for fd in range(3)]
+
+
+def check_stdio_rights(stats: list[tuple[int, int]]) -> None:
+    for fd, (_filetype, rights) in enumerate(stats):
+        assert not rights & (FD_SEEK | FD_TELL), fd
+        assert bool(rights & FD_READ) == (fd == 0), fd
+        assert bool(rights & FD_WRITE) == (fd != 0), fd
+
+
+@needs_engine
+def test_redirected_stdout_is_not_a_terminal(tmp_path):
+    with open(tmp_path / "out", "wb") as out:
+        stats = run_stdio_probe(tmp_path, subprocess.DEVNULL, out)
+    assert stats[0][0] == UNKNOWN  # /dev/null is a character device, but no terminal
+    assert stats[1][0] == UNKNOWN  # a regular file
+    check_stdio_rights(stats)
+
+
+@needs_engine
+def test_piped_stdio_is_not_a_terminal(tmp_path):
+    stats = run_stdio_probe(tmp_path, subprocess.PIPE, subprocess.PIPE)
+    assert stats[0][0] == UNKNOWN
+    assert stats[1][0] == UNKNOWN
+    assert stats[2][0] == UNKNOWN
+    check_stdio_rights(stats)
+
+
+@needs_engine
+def test_terminal_stdin_is_a_character_device(tmp_path):
+    terminal, terminal_peer = os.openpty()
+    try:
+        with open(tmp_path / "out", "wb") as out:
+            stats = run_stdio_probe(tmp_path, terminal_peer, out)
+    finally:
+        os.close(terminal)
+        os.close(terminal_peer)
+    assert stats[0][0] == CHARACTER_DEVICE
+    assert stats[1][0] == UNKNOWN
+    check_stdio_rights(stats)

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from wasmtee.errors import Trap, TrapCode, WasiExit
+from wasmtee.errors import Trap, TrapCode, UnsupportedHostCall, WasiExit
 from wasmtee.wasi import WasiConfig, WasiContext, host_functions
 from wasmtee.wasi.constants import Errno, Filetype, Rights
 
@@ -129,7 +129,8 @@ def test_clocks_random_and_yield(sandbox):
     with pytest.raises(Trap):
         g.random_get(PAGE * 4 - 8, 64)
     assert g.sched_yield() == 0
-    assert g.proc_raise(2) == Errno.NOSYS
+    with pytest.raises(UnsupportedHostCall, match=r"proc_raise\(2\)"):
+        g.proc_raise(2)
     with pytest.raises(WasiExit) as info:
         g.proc_exit(7)
     assert info.value.code == 7
@@ -159,8 +160,57 @@ def test_stdio_capture():
     assert g.read(1, 4)[0] == Errno.NOTCAPABLE
     out = g.alloc(24)
     assert g.fd_fdstat_get(1, out) == 0
-    assert g.mem.buf[out] == Filetype.CHARACTER_DEVICE
+    # A BytesIO is no terminal, so the stream is not a character device.
+    assert g.mem.buf[out] == Filetype.UNKNOWN
     assert g.fd_seek(1, 0, 0, out) in (Errno.NOTCAPABLE, Errno.SPIPE)
+
+
+def test_stream_filetype_follows_host_fd(tmp_path):
+    """Only a terminal is a character device, as wasmtime 50 reports it."""
+    from wasmtee.wasi.streams import StreamNode
+
+    read_end, write_end = os.pipe()
+    terminal, terminal_peer = os.openpty()
+    regular = os.open(tmp_path / "out", os.O_CREAT | os.O_WRONLY)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    left, right = socket.socketpair()
+    try:
+        cases = [
+            (write_end, Filetype.UNKNOWN),
+            (read_end, Filetype.UNKNOWN),
+            (regular, Filetype.UNKNOWN),
+            (devnull, Filetype.UNKNOWN),  # a character device, but not a terminal
+            (left.fileno(), Filetype.UNKNOWN),
+            (terminal_peer, Filetype.CHARACTER_DEVICE),
+        ]
+        for fd, expected in cases:
+            node = StreamNode("inherit", False, fd)
+            assert node.filetype == expected, fd
+            assert node.stat().filetype == expected, fd
+    finally:
+        for fd in (read_end, write_end, terminal, terminal_peer, regular, devnull):
+            os.close(fd)
+        left.close()
+        right.close()
+    assert StreamNode(b"input", True).filetype == Filetype.UNKNOWN
+    assert StreamNode(None, False).filetype == Filetype.UNKNOWN
+    with open(tmp_path / "file", "wb") as handle:
+        assert StreamNode(handle, False).filetype == Filetype.UNKNOWN
+
+
+def test_stdio_rights():
+    g = Guest(WasiConfig(stdin=b"", stdout=io.BytesIO(), stderr=io.BytesIO()))
+    out = g.alloc(24)
+    for fd, present, absent in ((0, Rights.FD_READ, Rights.FD_WRITE),
+                                (1, Rights.FD_WRITE, Rights.FD_READ),
+                                (2, Rights.FD_WRITE, Rights.FD_READ)):
+        assert g.fd_fdstat_get(fd, out) == 0
+        base = g.u64(out + 8)
+        assert base & present, fd
+        assert not base & absent, fd
+        # wasi-libc's isatty() also requires FD_SEEK and FD_TELL to be absent.
+        assert not base & (Rights.FD_SEEK | Rights.FD_TELL), fd
+        assert g.u64(out + 16) == 0, fd
 
 
 def test_file_io_roundtrip(sandbox):

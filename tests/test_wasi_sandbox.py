@@ -8,7 +8,10 @@ import struct
 import pytest
 
 from wasmtee.wasi import WasiConfig
-from wasmtee.wasi.constants import Errno
+from wasmtee.wasi.constants import (
+    FST_ATIM, FST_ATIM_NOW, FST_MTIM, FST_MTIM_NOW, OFLAG_CREAT, OFLAG_DIRECTORY, OFLAG_EXCL,
+    OFLAG_TRUNC, Errno, Rights, WasiError,
+)
 from wasmtee.wasi.fs import HostDirectory, OpenFlags
 from test_wasi import Guest
 
@@ -137,26 +140,224 @@ def test_swapped_symlink_during_resolution(tmp_path):
     node.close()
 
 
-def test_read_only_preopen(tmp_path):
+# The rights that wasi-libc's open() requests: everything except the read and
+# write rights, plus the ones its access mode adds.
+_LIBC_BASE = ((1 << 29) - 1) & ~int(
+    Rights.FD_DATASYNC | Rights.FD_READ | Rights.FD_WRITE | Rights.FD_ALLOCATE
+    | Rights.FD_READDIR | Rights.FD_FILESTAT_SET_SIZE)
+LIBC_O_RDONLY = _LIBC_BASE | int(Rights.FD_READ | Rights.FD_READDIR)
+LIBC_O_WRONLY = _LIBC_BASE | int(Rights.FD_DATASYNC | Rights.FD_WRITE | Rights.FD_ALLOCATE
+                                 | Rights.FD_FILESTAT_SET_SIZE)
+LIBC_O_RDWR = LIBC_O_RDONLY | LIBC_O_WRONLY
+
+
+def tree_state(root) -> dict[str, object]:
+    """Names, contents, link targets and modification times below `root`."""
+    state: dict[str, object] = {}
+    for path in sorted(root.rglob("*")):
+        info = os.lstat(path)
+        if path.is_symlink():
+            content: object = os.readlink(path)
+        elif path.is_dir():
+            content = "dir"
+        else:
+            content = path.read_bytes()
+        state[str(path.relative_to(root))] = (content, info.st_mtime_ns, info.st_nlink)
+    return state
+
+
+@pytest.fixture
+def read_only(tmp_path):
     root = tmp_path / "ro"
     root.mkdir()
     (root / "f").write_bytes(b"data")
+    (root / "d").mkdir()
+    (root / "link").symlink_to("f")
     config = WasiConfig()
     config.preopen_dir(str(root), "/ro", read_only=True)
-    g = Guest(config)
-    err, fd = g.open(3, "f", rights=int(2))
+    return Guest(config), root
+
+
+@pytest.mark.parametrize("path,oflags,rights", [
+    ("f", 0, LIBC_O_WRONLY),
+    ("f", 0, LIBC_O_RDWR),
+    ("f", 0, int(Rights.FD_WRITE)),
+    ("f", OFLAG_TRUNC, LIBC_O_RDONLY),
+    ("f", OFLAG_CREAT, LIBC_O_RDONLY),
+    ("new", OFLAG_CREAT, LIBC_O_WRONLY),
+    ("new", OFLAG_CREAT | OFLAG_EXCL, LIBC_O_RDONLY),
+    ("missing", 0, LIBC_O_WRONLY),
+    ("link", 0, LIBC_O_WRONLY),
+    ("d", OFLAG_DIRECTORY, (1 << 29) - 1),
+], ids=["wronly", "rdwr", "fd_write", "trunc", "creat-existing", "creat-new", "excl",
+        "missing", "through-link", "dir-all-rights"])
+def test_read_only_open_for_writing(read_only, path, oflags, rights):
+    g, root = read_only
+    before = tree_state(root)
+    err, _fd = g.open(3, path, oflags=oflags, rights=rights)
+    # wasmtime 50 returns PERM for these, before it looks the path up.
+    assert err == Errno.PERM
+    assert tree_state(root) == before
+
+
+def test_read_only_open_for_reading(read_only):
+    g, root = read_only
+    for rights in (LIBC_O_RDONLY, int(Rights.FD_READ)):
+        err, fd = g.open(3, "f", rights=rights)
+        assert err == 0
+        assert g.read(fd, 4) == (0, b"data")
+        out = g.alloc(24)
+        assert g.fd_fdstat_get(fd, out) == 0
+        assert g.u64(out + 8) & Rights.FD_WRITE == 0
+        assert g.write(fd, b"x")[0] == Errno.NOTCAPABLE
+        assert g.fd_close(fd) == 0
+    err, fd = g.open(3, "d", oflags=OFLAG_DIRECTORY, rights=LIBC_O_RDONLY)
     assert err == 0
-    assert g.read(fd, 4) == (0, b"data")
-    assert g.open(3, "f", oflags=8)[0] == Errno.NOTCAPABLE
-    assert g.open(3, "new", oflags=1)[0] == Errno.NOTCAPABLE
-    p, n = g.str("f")
-    assert g.path_unlink_file(3, p, n) == Errno.NOTCAPABLE
+    assert (root / "f").read_bytes() == b"data"
+
+
+def test_read_only_reports_inheriting_write(read_only):
+    """wasi-libc masks open() rights with these, so FD_WRITE must stay visible."""
+    g, _root = read_only
     out = g.alloc(24)
     assert g.fd_fdstat_get(3, out) == 0
-    rights = struct.unpack_from("<Q", g.mem.buf, out + 8)[0]
-    assert rights & (1 << 26) == 0
+    assert g.u64(out + 16) & Rights.FD_WRITE
+    assert g.u64(out + 8) & Rights.PATH_CREATE_FILE
+
+
+def _mutations(g):
+    """Each mutating call on the read-only preopen at fd 3, as (name, thunk)."""
+    def s(text):
+        return g.str(text)
+
+    def on_file(call):
+        def run():
+            err, fd = g.open(3, "f", rights=LIBC_O_RDONLY)
+            assert err == 0
+            return call(fd)
+        return run
+
+    return [
+        ("path_create_directory", lambda: g.path_create_directory(3, *s("newdir"))),
+        ("path_create_directory-existing", lambda: g.path_create_directory(3, *s("d"))),
+        ("path_unlink_file", lambda: g.path_unlink_file(3, *s("f"))),
+        ("path_unlink_file-link", lambda: g.path_unlink_file(3, *s("link"))),
+        ("path_unlink_file-missing", lambda: g.path_unlink_file(3, *s("missing"))),
+        ("path_remove_directory", lambda: g.path_remove_directory(3, *s("d"))),
+        ("path_rename", lambda: g.path_rename(3, *s("f"), 3, *s("g"))),
+        ("path_rename-onto", lambda: g.path_rename(3, *s("f"), 3, *s("link"))),
+        ("path_symlink", lambda: g.path_symlink(*s("f"), 3, *s("new_link"))),
+        ("path_link", lambda: g.path_link(3, 0, *s("f"), 3, *s("hard"))),
+        ("path_filestat_set_times", lambda: g.path_filestat_set_times(
+            3, 0, *s("f"), 10**18, 10**18, FST_ATIM | FST_MTIM)),
+        ("path_filestat_set_times-now", lambda: g.path_filestat_set_times(
+            3, 1, *s("link"), 0, 0, FST_ATIM_NOW | FST_MTIM_NOW)),
+        ("fd_filestat_set_times-dir", lambda: g.fd_filestat_set_times(3, 0, 0, FST_MTIM_NOW)),
+        ("fd_filestat_set_times", on_file(lambda fd: g.fd_filestat_set_times(
+            fd, 0, 0, FST_MTIM_NOW))),
+        ("fd_filestat_set_size", on_file(lambda fd: g.fd_filestat_set_size(fd, 0))),
+        ("fd_allocate", on_file(lambda fd: g.fd_allocate(fd, 0, 100))),
+    ]
+
+
+MUTATION_NAMES = [name for name, _ in _mutations(None)]
+
+
+@pytest.mark.parametrize("name", MUTATION_NAMES)
+def test_read_only_mutation_rejected(read_only, name):
+    g, root = read_only
+    call = dict(_mutations(g))[name]
+    before = tree_state(root)
+    assert call() == Errno.PERM
+    assert tree_state(root) == before
+
+
+def test_read_only_memory_tree():
+    from wasmtee.wasi.memfs import MemoryTree
+
+    tree = MemoryTree()
+    tree.add_file("f", b"data")
+    tree.read_only = True
+    config = WasiConfig()
+    config.preopen_backend("/mem", tree)
+    g = Guest(config)
+    assert g.open(3, "f", rights=LIBC_O_WRONLY)[0] == Errno.PERM
+    err, fd = g.open(3, "f", rights=LIBC_O_RDONLY)
+    assert err == 0
+    assert g.read(fd, 4) == (0, b"data")
+    assert g.path_unlink_file(3, *g.str("f")) == Errno.PERM
+    assert tree.read_file("f") == b"data"
+
+
+def test_read_only_backend_rejects_writes(tmp_path):
+    """The backend is a second line of defence behind the checks in preview1."""
+    root = tmp_path / "ro"
+    root.mkdir()
+    (root / "f").write_bytes(b"data")
     backend = HostDirectory(str(root), read_only=True)
-    with pytest.raises(Exception) as info:
-        backend.open(backend.open_root(), "f", False, OpenFlags(write=True))
+    node = backend.open_root()
+    for flags in (OpenFlags(write=True), OpenFlags(create=True), OpenFlags(truncate=True)):
+        with pytest.raises(WasiError) as info:
+            backend.open(node, "f", False, flags)
+        assert info.value.errno == Errno.ROFS
+    with pytest.raises(WasiError) as info:
+        backend.unlink(node, "f")
     assert info.value.errno == Errno.ROFS
+    node.close()
     assert (root / "f").read_bytes() == b"data"
+
+
+# -- symbolic links whose target is outside the preopen ------------------------------
+
+def readlink(g, path: str) -> tuple[int, bytes]:
+    buf, used = g.alloc(64), g.alloc(4)
+    g.mem.buf[buf:buf + 64] = b"\xaa" * 64
+    g.mem.buf[used:used + 4] = b"\xbb" * 4
+    err = g.path_readlink(3, *g.str(path), buf, 64, used)
+    if err:
+        # Nothing may be written on failure, so no part of the target leaks.
+        assert bytes(g.mem.buf[buf:buf + 64]) == b"\xaa" * 64
+        assert bytes(g.mem.buf[used:used + 4]) == b"\xbb" * 4
+        return err, b""
+    return err, bytes(g.mem.buf[buf:buf + g.u32(used)])
+
+
+def test_readlink_absolute_target_hidden(jail):
+    g, root, _tmp = jail
+    (root / "abs_inside").symlink_to(root / "inside.txt")
+    (root / "slash").symlink_to("/")
+    for name in ("abs_link", "abs_inside", "slash"):
+        assert readlink(g, name) == (Errno.NOTCAPABLE, b"")
+
+
+def test_readlink_relative_target_is_raw_text(jail):
+    """A relative target shows only the link text, as in wasmtime and cap-std."""
+    g, _root, _tmp = jail
+    assert readlink(g, "rel_link") == (0, b"../secret.txt")
+    assert readlink(g, "dir/deep_up") == (0, b"../../")
+    assert readlink(g, "ok_link") == (0, b"dir/../inside.txt")
+
+
+ESCAPING_LINKS = ["abs_link", "rel_link", "abs_inside", "dir_up/secret.txt",
+                  "dir/deep_up/secret.txt"]
+
+
+@pytest.mark.parametrize("path", ESCAPING_LINKS)
+def test_escaping_link_never_followed(jail, path):
+    g, root, tmp = jail
+    (root / "abs_inside").symlink_to(root / "inside.txt")
+    secret_before = os.stat(tmp / "secret.txt")
+    for rights in (LIBC_O_RDONLY, LIBC_O_WRONLY):
+        for oflags in (0, OFLAG_CREAT, OFLAG_TRUNC):
+            assert g.open(3, path, oflags=oflags, rights=rights)[0] == Errno.NOTCAPABLE
+    p, n = g.str(path)
+    assert g.path_filestat_get(3, 1, p, n, g.alloc(64)) == Errno.NOTCAPABLE
+    assert g.path_filestat_set_times(3, 1, p, n, 10**18, 10**18,
+                                     FST_ATIM | FST_MTIM) == Errno.NOTCAPABLE
+    q, m = g.str("hard")
+    assert g.path_link(3, 1, p, n, 3, q, m) == Errno.NOTCAPABLE
+    assert not os.path.lexists(root / "hard")
+    secret_after = os.stat(tmp / "secret.txt")
+    assert secret_after.st_mtime_ns == secret_before.st_mtime_ns
+    assert secret_after.st_nlink == 1
+    assert (tmp / "secret.txt").read_bytes() == b"secret"

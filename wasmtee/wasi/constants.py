@@ -241,7 +241,10 @@ RIGHTS_DIRECTORY = (
     | Rights.PATH_UNLINK_FILE
 )
 
-RIGHTS_TTY = (
+# Rights of stdin, stdout and stderr (stdin drops FD_WRITE, the others FD_READ).
+# They never include FD_SEEK or FD_TELL, which wasi-libc's isatty() requires
+# to be absent, so the reported filetype alone decides whether a stream is a terminal.
+RIGHTS_STDIO = (
     Rights.FD_READ | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_WRITE
     | Rights.FD_FILESTAT_GET | Rights.POLL_FD_READWRITE
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 from wasmtee.wasi.config import WasiConfig
 from wasmtee.wasi.constants import (
-    RIGHTS_ALL, RIGHTS_DIRECTORY, RIGHTS_FILE, RIGHTS_SOCKET, RIGHTS_TTY, RIGHTS_WRITE,
+    RIGHTS_ALL, RIGHTS_DIRECTORY, RIGHTS_FILE, RIGHTS_SOCKET, RIGHTS_STDIO,
     Errno, Filetype, Rights, WasiError,
 )
 from wasmtee.wasi.fs import DirEntry
@@ -50,10 +50,10 @@ class WasiContext:
         self.args = [a.encode("utf-8") for a in config.argv]
         self.environ = [f"{k}={v}".encode("utf-8") for k, v in config.env.items()]
         self.fds: dict[int, FdEntry] = {}
-        tty = int(RIGHTS_TTY)
-        self.fds[0] = FdEntry(StreamNode(config.stdin, True, 0), tty & ~Rights.FD_WRITE, 0)
-        self.fds[1] = FdEntry(StreamNode(config.stdout, False, 1), tty & ~Rights.FD_READ, 0)
-        self.fds[2] = FdEntry(StreamNode(config.stderr, False, 2), tty & ~Rights.FD_READ, 0)
+        stdio = int(RIGHTS_STDIO)
+        self.fds[0] = FdEntry(StreamNode(config.stdin, True, 0), stdio & ~Rights.FD_WRITE, 0)
+        self.fds[1] = FdEntry(StreamNode(config.stdout, False, 1), stdio & ~Rights.FD_READ, 0)
+        self.fds[2] = FdEntry(StreamNode(config.stderr, False, 2), stdio & ~Rights.FD_READ, 0)
         for preopen in config.preopens:
             self._add_preopen(preopen.guest_path, preopen.backend)
         for sock in config.sockets:
@@ -61,11 +61,13 @@ class WasiContext:
             self.fds[self._free_fd()] = FdEntry(SocketNode(sock), rights, rights)
 
     def _add_preopen(self, guest_path: str, backend: Any) -> None:
+        # A read-only preopen reports the same rights as a writable one, as
+        # wasmtime does. wasi-libc masks the rights that path_open requests with
+        # the directory's inheriting rights, so without FD_WRITE there an
+        # O_WRONLY open would look like O_RDONLY. Preview1 rejects each mutation
+        # of a read-only preopen with PERM instead.
         rights = int(RIGHTS_DIRECTORY)
         inheriting = int(RIGHTS_DIRECTORY | RIGHTS_FILE)
-        if backend.read_only:
-            rights &= ~RIGHTS_WRITE
-            inheriting &= ~RIGHTS_WRITE
         node = backend.open_root()
         fd = self._free_fd()
         self.fds[fd] = FdEntry(node, rights, inheriting, 0, backend,

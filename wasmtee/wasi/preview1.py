@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wasmtee.errors import WasiExit
+from wasmtee.errors import UnsupportedHostCall, WasiExit
 from wasmtee.wasi.constants import (
     CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME, CLOCK_REALTIME, CLOCK_THREAD_CPUTIME,
     EVENT_CLOCK, EVENT_FD_READ, EVENT_FD_WRITE, EVENTRW_HANGUP, FDFLAG_APPEND,
@@ -167,11 +167,28 @@ class Preview1:
         raise WasiExit(code)
 
     def proc_raise(self, mem: GuestMemory, signal: int) -> int:
-        # Preview1 has no signal delivery model and wasi-libc never calls this,
-        # so, like other runtimes, wasmtee reports it as unsupported.
-        return Errno.NOSYS
+        # Preview1 has no signal delivery model, and wasi-libc's raise() never
+        # calls this. wasmtime 50 stops the guest with the error "proc_raise
+        # unsupported", and so does wasmtee.
+        raise UnsupportedHostCall(f"proc_raise({signal}) is not supported: WASI preview1 "
+                                  "has no signals, so the guest was stopped")
 
     # -- descriptors -------------------------------------------------------------
+
+    def _mutable(self, fd: int, rights: int, action: str) -> FdEntry:
+        """Return the entry of `fd` for a call that changes the file system.
+
+        Raises PERM, as wasmtime does, when `fd` belongs to a read-only
+        preopen, before the rights check, so the error names the real cause.
+        """
+        entry = self.ctx.get(fd)
+        if getattr(entry.backend, "read_only", False):
+            raise WasiError(Errno.PERM, f"{action} in a read-only preopen (fd {fd})")
+        return self.ctx.get(fd, rights)
+
+    def _mutable_dir(self, fd: int, rights: int, action: str) -> FdEntry:
+        self._mutable(fd, 0, action)
+        return self._dir(fd, rights)
 
     def fd_advise(self, mem: GuestMemory, fd: int, offset: int, length: int, advice: int) -> int:
         entry = self.ctx.get(fd, Rights.FD_ADVISE)
@@ -184,7 +201,7 @@ class Preview1:
         return Errno.SUCCESS
 
     def fd_allocate(self, mem: GuestMemory, fd: int, offset: int, length: int) -> int:
-        entry = self.ctx.get(fd, Rights.FD_ALLOCATE)
+        entry = self._mutable(fd, Rights.FD_ALLOCATE, "fd_allocate")
         if entry.filetype == Filetype.DIRECTORY:
             raise WasiError(Errno.BADF, f"fd {fd} is a directory")
         entry.node.allocate(offset, length)
@@ -240,14 +257,14 @@ class Preview1:
         return Errno.SUCCESS
 
     def fd_filestat_set_size(self, mem: GuestMemory, fd: int, size: int) -> int:
-        entry = self.ctx.get(fd, Rights.FD_FILESTAT_SET_SIZE)
+        entry = self._mutable(fd, Rights.FD_FILESTAT_SET_SIZE, "fd_filestat_set_size")
         if size >= 1 << 63:
             raise WasiError(Errno.FBIG, f"size {size}")
         entry.node.set_size(size)
         return Errno.SUCCESS
 
     def fd_filestat_set_times(self, mem: GuestMemory, fd: int, atim: int, mtim: int, flags: int) -> int:
-        entry = self.ctx.get(fd, Rights.FD_FILESTAT_SET_TIMES)
+        entry = self._mutable(fd, Rights.FD_FILESTAT_SET_TIMES, "fd_filestat_set_times")
         entry.node.set_times(*_times(atim, mtim, flags))
         return Errno.SUCCESS
 
@@ -364,7 +381,7 @@ class Preview1:
         return self.ctx.get_dir(fd, rights)
 
     def path_create_directory(self, mem: GuestMemory, fd: int, path: int, length: int) -> int:
-        entry = self._dir(fd, Rights.PATH_CREATE_DIRECTORY)
+        entry = self._mutable_dir(fd, Rights.PATH_CREATE_DIRECTORY, "path_create_directory")
         entry.backend.mkdir(entry.node, mem.string(path, length))
         return Errno.SUCCESS
 
@@ -378,7 +395,7 @@ class Preview1:
         self, mem: GuestMemory, fd: int, flags: int, path: int, length: int,
         atim: int, mtim: int, fst_flags: int,
     ) -> int:
-        entry = self._dir(fd, Rights.PATH_FILESTAT_SET_TIMES)
+        entry = self._mutable_dir(fd, Rights.PATH_FILESTAT_SET_TIMES, "path_filestat_set_times")
         times = _times(atim, mtim, fst_flags)
         follow = bool(flags & LOOKUP_SYMLINK_FOLLOW)
         entry.backend.set_times(entry.node, mem.string(path, length), follow, *times)
@@ -388,8 +405,8 @@ class Preview1:
         self, mem: GuestMemory, old_fd: int, old_flags: int, old_path: int, old_len: int,
         new_fd: int, new_path: int, new_len: int,
     ) -> int:
-        src = self._dir(old_fd, Rights.PATH_LINK_SOURCE)
-        dst = self._dir(new_fd, Rights.PATH_LINK_TARGET)
+        src = self._mutable_dir(old_fd, Rights.PATH_LINK_SOURCE, "path_link")
+        dst = self._mutable_dir(new_fd, Rights.PATH_LINK_TARGET, "path_link")
         if src.backend is not dst.backend:
             raise WasiError(Errno.XDEV, "link across preopens")
         follow = bool(old_flags & LOOKUP_SYMLINK_FOLLOW)
@@ -408,6 +425,10 @@ class Preview1:
             raise WasiError(Errno.INVAL, f"unknown oflags 0x{oflags:x}")
         if fdflags & ~FDFLAGS_ALL:
             raise WasiError(Errno.INVAL, f"unknown fdflags 0x{fdflags:x}")
+        read_only = bool(getattr(entry.backend, "read_only", False))
+        if read_only and (oflags & (OFLAG_CREAT | OFLAG_TRUNC) or rights_base & Rights.FD_WRITE):
+            # wasmtime 50 takes only FD_WRITE, CREAT and TRUNC as a request to write.
+            raise WasiError(Errno.PERM, f"open {name!r} for writing in a read-only preopen")
         needed = Rights.PATH_OPEN
         if oflags & OFLAG_CREAT:
             needed |= Rights.PATH_CREATE_FILE
@@ -426,7 +447,7 @@ class Preview1:
             create=bool(oflags & OFLAG_CREAT), exclusive=bool(oflags & OFLAG_EXCL),
             truncate=bool(oflags & OFLAG_TRUNC), directory=directory,
             read=bool(base & (Rights.FD_READ | Rights.FD_READDIR)) or not base & write_rights,
-            write=bool(base & write_rights),
+            write=bool(base & write_rights) and not read_only,
             append=bool(fdflags & FDFLAG_APPEND),
             sync="sync" if fdflags & (FDFLAG_RSYNC | FDFLAG_SYNC) else (
                 "dsync" if fdflags & FDFLAG_DSYNC else ""),
@@ -453,35 +474,41 @@ class Preview1:
         entry = self._dir(fd, Rights.PATH_READLINK)
         mem.check(buf, buf_len)
         mem.check(used_ptr, 4)
-        target = entry.backend.readlink(entry.node, mem.string(path, length)).encode("utf-8", "surrogateescape")
+        name = mem.string(path, length)
+        text = entry.backend.readlink(entry.node, name)
+        if text.startswith("/"):
+            # An absolute target names a host path, and it can never resolve
+            # inside the preopen, so it is not shown (wasmtime returns PERM).
+            raise WasiError(Errno.NOTCAPABLE, f"symlink {name!r} has an absolute target")
+        target = text.encode("utf-8", "surrogateescape")
         data = target[:buf_len]
         mem.write(buf, data)
         mem.set_u32(used_ptr, len(data))
         return Errno.SUCCESS
 
     def path_remove_directory(self, mem: GuestMemory, fd: int, path: int, length: int) -> int:
-        entry = self._dir(fd, Rights.PATH_REMOVE_DIRECTORY)
+        entry = self._mutable_dir(fd, Rights.PATH_REMOVE_DIRECTORY, "path_remove_directory")
         entry.backend.rmdir(entry.node, mem.string(path, length))
         return Errno.SUCCESS
 
     def path_rename(
         self, mem: GuestMemory, fd: int, old_path: int, old_len: int, new_fd: int, new_path: int, new_len: int,
     ) -> int:
-        src = self._dir(fd, Rights.PATH_RENAME_SOURCE)
-        dst = self._dir(new_fd, Rights.PATH_RENAME_TARGET)
+        src = self._mutable_dir(fd, Rights.PATH_RENAME_SOURCE, "path_rename")
+        dst = self._mutable_dir(new_fd, Rights.PATH_RENAME_TARGET, "path_rename")
         if src.backend is not dst.backend:
             raise WasiError(Errno.XDEV, "rename across preopens")
         src.backend.rename(src.node, mem.string(old_path, old_len), dst.node, mem.string(new_path, new_len))
         return Errno.SUCCESS
 
     def path_symlink(self, mem: GuestMemory, old_path: int, old_len: int, fd: int, new_path: int, new_len: int) -> int:
-        entry = self._dir(fd, Rights.PATH_SYMLINK)
+        entry = self._mutable_dir(fd, Rights.PATH_SYMLINK, "path_symlink")
         target = mem.string(old_path, old_len)
         entry.backend.symlink(target, entry.node, mem.string(new_path, new_len))
         return Errno.SUCCESS
 
     def path_unlink_file(self, mem: GuestMemory, fd: int, path: int, length: int) -> int:
-        entry = self._dir(fd, Rights.PATH_UNLINK_FILE)
+        entry = self._mutable_dir(fd, Rights.PATH_UNLINK_FILE, "path_unlink_file")
         entry.backend.unlink(entry.node, mem.string(path, length))
         return Errno.SUCCESS
 

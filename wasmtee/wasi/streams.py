@@ -57,9 +57,12 @@ class StreamNode(_NotAFile):
 
     Input given as bytes is read from memory. A stream of None reads as
     empty and discards writes.
-    """
 
-    filetype = Filetype.CHARACTER_DEVICE
+    The filetype is CHARACTER_DEVICE only when the stream is a terminal, and
+    UNKNOWN otherwise (a regular file, a pipe, a socket, bytes or nothing),
+    as wasmtime 50 reports standard streams. wasi-libc's isatty() tests for
+    CHARACTER_DEVICE, so a redirected stream gets full buffering.
+    """
 
     def __init__(self, source: Any, readable: bool, host_fd: int | None = None) -> None:
         self.readable = readable
@@ -71,6 +74,17 @@ class StreamNode(_NotAFile):
             self.data = bytes(source)
         elif source is not None and source != "inherit":
             self.file = source
+        self.filetype = Filetype.CHARACTER_DEVICE if self._is_terminal() else Filetype.UNKNOWN
+
+    def _is_terminal(self) -> bool:
+        try:
+            if self.host_fd is not None:
+                return os.isatty(self.host_fd)
+            isatty = getattr(self.file, "isatty", None)
+            return bool(isatty()) if callable(isatty) else False
+        except (OSError, ValueError):
+            # A closed host fd or file object is no terminal.
+            return False
 
     def read(self, n: int) -> bytes:
         if not self.readable:

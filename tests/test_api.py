@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 
@@ -569,3 +571,529 @@ def test_api_misuse_raises_usage_error(engine):
     for case in cases:
         with pytest.raises(UsageError):
             case()
+
+
+# -- store teardown --------------------------------------------------------------------
+
+EXTERNS = """
+(module
+  (memory (export "mem") 1 4)
+  (table (export "tab") 2 4 funcref)
+  (global (export "counter") (mut i32) (i32.const 5))
+  (func $seven (export "seven") (result i32) (i32.const 7))
+  (elem (i32.const 0) $seven)
+  (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
+  (func (export "size") (result i32) (memory.size))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "table_grow") (param i32) (result i32) (table.grow (ref.null func) (local.get 0)))
+  (func (export "call_at") (param i32) (result i32) (call_indirect (result i32) (local.get 0))))
+"""
+
+
+def test_store_close_rejects_every_extern(engine):
+    store = Store(engine)
+    module = Module(engine, EXTERNS)
+    instance = Instance(store, module, [])
+    ex = instance.exports(store)
+    seven, mem, tab, counter = ex["seven"], ex["mem"], ex["tab"], ex["counter"]
+    runtime_seven = instance.runtime_instance.exports["seven"]
+    host = Func(store, FuncType((), (I32,)), lambda: 1)
+    own_memory = Memory(store, MemoryType(Limits(1)))
+    own_table = Table(store, TableType(ValType.FUNCREF, Limits(1)), None)
+    own_global = Global(store, GlobalType(I32, True), 1)
+    assert seven(store) == 7
+    store.close()
+    store.close()
+    uses = {
+        "call": lambda: seven(store),
+        "host call": lambda: host(store),
+        "func type": lambda: seven.type(store),
+        "runtime call": lambda: runtime_seven.call(),
+        "memory read": lambda: mem.read(store, 0, 1),
+        "memory write": lambda: mem.write(store, b"x", 0),
+        "memory grow": lambda: mem.grow(store, 1),
+        "memory size": lambda: mem.size(store),
+        "memory data_len": lambda: mem.data_len(),
+        "memory address": lambda: mem.address,
+        "own memory": lambda: own_memory.read(store, 0, 1),
+        "table get": lambda: tab.get(store, 0),
+        "table set": lambda: tab.set(store, 0, None),
+        "table grow": lambda: tab.grow(store, 1),
+        "table size": lambda: tab.size(),
+        "own table": lambda: own_table.size(store),
+        "global value": lambda: counter.value(store),
+        "global set": lambda: counter.set_value(store, 1),
+        "own global": lambda: own_global.value(),
+        "exports": lambda: instance.exports(store),
+        "instantiate": lambda: Instance(store, module, []),
+        "linker": lambda: Linker(engine).instantiate(store, module),
+        "new func": lambda: Func(store, FuncType((), ()), lambda: None),
+        "new memory": lambda: Memory(store, MemoryType(Limits(1))),
+        "new table": lambda: Table(store, TableType(ValType.FUNCREF, Limits(1)), None),
+        "new global": lambda: Global(store, GlobalType(I32, False), 1),
+    }
+    for name, use in uses.items():
+        with pytest.raises(UsageError, match="store is closed"):
+            use()
+            pytest.fail(f"{name} worked after Store.close")
+    # repr stays usable for debugging.
+    assert repr(mem) == "<Memory closed>"
+    assert "closed" in repr(store)
+
+
+def test_store_closed_inside_host_call(engine):
+    wat = """
+      (module
+        (import "host" "close" (func $close))
+        (memory (export "mem") 1)
+        (func (export "run") (result i32)
+          (i32.store (i32.const 0) (i32.const 9))
+          (call $close)
+          (i32.load (i32.const 0))))"""
+    module = Module(engine, wat)
+
+    def close_store(caller):
+        caller.store.close()
+
+    # A host function of the store, and a store-independent one from the linker.
+    store = Store(engine)
+    closer = Func(store, FuncType((), ()), lambda: store.close())
+    run = Instance(store, module, [closer]).exports(store)["run"]
+    with pytest.raises(UsageError, match="closed its store"):
+        run(store)
+    with pytest.raises(UsageError, match="store is closed"):
+        run(store)
+
+    store = Store(engine)
+    linker = Linker(engine)
+    linker.define_func("host", "close", FuncType((), ()), close_store, access_caller=True)
+    run = linker.instantiate(store, module).exports(store)["run"]
+    with pytest.raises(UsageError, match="closed its store"):
+        run(store)
+
+
+def test_closed_memory_traps_inside_wasm(engine):
+    store = Store(engine)
+    instance = Instance(store, Module(engine, EXTERNS), [])
+    ex = instance.exports(store)
+    ex["mem"].write(store, b"\x2a", 100)
+    assert ex["load"](store, 100) == 42
+    instance.close()
+    # The store stays open: code that touches no memory still runs.
+    assert ex["seven"](store) == 7
+    assert ex["size"](store) == 0
+    assert ex["grow"](store, 1) == -1
+    with pytest.raises(Trap) as info:
+        ex["load"](store, 100)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    with pytest.raises(Trap) as info:
+        ex["load"](store, 0)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    with pytest.raises(UsageError, match="memory is closed"):
+        ex["mem"].read(store, 0, 1)
+
+
+SHARED_MEMORY_USER = """
+  (module
+    (import "env" "mem" (memory 1))
+    (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
+    (func (export "store") (param i32 i32) (i32.store8 (local.get 0) (local.get 1)))
+    (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+    (func (export "size") (result i32) (memory.size)))"""
+
+
+@pytest.mark.parametrize("other_tier", TIERS)
+def test_grow_and_close_by_other_party_refresh_views(engine, other_tier):
+    store = Store(engine)
+    memory = Memory(store, MemoryType(Limits(1, 8)))
+    first = Instance(store, Module(engine, SHARED_MEMORY_USER), [memory]).exports(store)
+    other_engine = Engine(Config(tier=other_tier))
+    second = Instance(store, Module(other_engine, SHARED_MEMORY_USER), [memory]).exports(store)
+    # Run both once, so each tier has cached its view or base pointer.
+    assert first["load"](store, 0) == 0
+    assert second["load"](store, 0) == 0
+    assert second["grow"](store, 1) == 1
+    first["store"](store, 65536 + 5, 77)
+    assert second["load"](store, 65536 + 5) == 77
+    assert memory.grow(store, 2) == 2
+    assert first["size"](store) == 4
+    first["store"](store, 3 * 65536, 9)
+    assert second["load"](store, 3 * 65536) == 9
+    assert memory.read(store, 3 * 65536, 3 * 65536 + 1) == b"\x09"
+    memory.close()
+    for exports in (first, second):
+        assert exports["size"](store) == 0
+        with pytest.raises(Trap) as info:
+            exports["load"](store, 0)
+        assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+
+
+# -- one store per extern --------------------------------------------------------------
+
+
+def test_externs_of_another_store_rejected(engine):
+    module = Module(engine, EXTERNS)
+    store_a, store_b = Store(engine), Store(engine)
+    instance_a = Instance(store_a, module, [])
+    ex = instance_a.exports(store_a)
+    seven, mem, tab, counter = ex["seven"], ex["mem"], ex["tab"], ex["counter"]
+    host_a = Func(store_a, FuncType((), (I32,)), lambda: 3)
+    host_b = Func(store_b, FuncType((), (I32,)), lambda: 4)
+    wrong_store = "belongs to a different store"
+    uses = {
+        "call": lambda: seven(store_b),
+        "host call": lambda: host_a(store_b),
+        "func type": lambda: seven.type(store_b),
+        "memory read": lambda: mem.read(store_b, 0, 1),
+        "memory write": lambda: mem.write(store_b, b"x", 0),
+        "memory grow": lambda: mem.grow(store_b, 1),
+        "memory size": lambda: mem.size(store_b),
+        "table get": lambda: tab.get(store_b, 0),
+        "table set": lambda: tab.set(store_b, 0, None),
+        "table grow": lambda: tab.grow(store_b, 1),
+        "table of b's func": lambda: tab.set(store_a, 0, host_b),
+        "table grow with b's func": lambda: tab.grow(store_a, 1, host_b),
+        "new table with b's func": lambda: Table(store_a, TableType(ValType.FUNCREF, Limits(1)), host_b),
+        "new global with b's func": lambda: Global(store_a, GlobalType(ValType.FUNCREF, False), host_b),
+        "global value": lambda: counter.value(store_b),
+        "global set": lambda: counter.set_value(store_b, 1),
+        "exports": lambda: instance_a.exports(store_b),
+        "linker define": lambda: Linker(engine).define(store_b, "a", "f", seven),
+        "linker define_instance": lambda: Linker(engine).define_instance(store_b, "a", instance_a),
+    }
+    for name, use in uses.items():
+        with pytest.raises(UsageError, match=wrong_store):
+            use()
+            pytest.fail(f"{name} accepted an extern of another store")
+
+    importer = Module(engine, """
+      (module
+        (import "a" "f" (func (result i32)))
+        (import "a" "mem" (memory 1))
+        (import "a" "tab" (table 1 funcref))
+        (import "a" "g" (global (mut i32))))""")
+    imports = [seven, mem, tab, counter]
+    for position in range(4):
+        mixed = [Func(store_b, FuncType((), (I32,)), lambda: 0), Memory(store_b, MemoryType(Limits(1))),
+                 Table(store_b, TableType(ValType.FUNCREF, Limits(1)), None),
+                 Global(store_b, GlobalType(I32, True), 0)]
+        mixed[position] = imports[position]
+        name = ["f", "mem", "tab", "g"][position]
+        with pytest.raises(UsageError, match=rf"^import a\.{name} \(\w+\) {wrong_store}"):
+            Instance(store_b, importer, mixed)
+    # A linker filled from store a cannot instantiate in store b.
+    linker = Linker(engine)
+    for name, item in zip(["f", "mem", "tab", "g"], imports):
+        linker.define(store_a, "a", name, item)
+    assert len(linker.instantiate(store_a, importer).exports(store_a)) == 0
+    with pytest.raises(UsageError, match=rf"^import a\.f \(func\) {wrong_store}"):
+        linker.instantiate(store_b, importer)
+
+
+def test_funcref_values_of_another_store_rejected(engine):
+    store_a, store_b = Store(engine), Store(engine)
+    module = Module(engine, """
+      (module (func (export "id") (param funcref) (result funcref) (local.get 0)))""")
+    identity = Instance(store_a, module, []).exports(store_a)["id"]
+    own = Func(store_a, FuncType((), ()), lambda: None)
+    foreign = Func(store_b, FuncType((), ()), lambda: None)
+    assert identity(store_a, own) == own
+    assert identity(store_a, None) is None
+    with pytest.raises(UsageError, match="funcref argument .* belongs to a different store"):
+        identity(store_a, foreign)
+    # A host function that returns a function of another store fails like any bad result.
+    leak = Func(store_a, FuncType((), (ValType.FUNCREF,)), lambda: foreign)
+    with pytest.raises(Trap, match="belongs to a different store") as info:
+        leak(store_a)
+    assert info.value.code is TrapCode.HOST_ERROR
+
+
+# -- grow failures ---------------------------------------------------------------------
+
+
+def test_grow_failures_name_sizes_and_maximum(engine):
+    store = Store(engine)
+    ex = Instance(store, Module(engine, EXTERNS), []).exports(store)
+    mem, tab = ex["mem"], ex["tab"]
+    # Inside wasm a failed grow returns -1 and changes nothing.
+    assert ex["grow"](store, 4) == -1
+    assert ex["table_grow"](store, 3) == -1
+    with pytest.raises(ResourceLimitExceeded) as info:
+        mem.grow(store, 4)
+    assert str(info.value) == "cannot grow memory from 1 to 5 pages: its declared maximum is 4 pages"
+    with pytest.raises(ResourceLimitExceeded) as info:
+        tab.grow(store, 3)
+    assert str(info.value) == (
+        "cannot grow table from 2 to 5 elements: its declared maximum is 4 elements"
+    )
+    assert mem.size(store) == 1
+    assert tab.size(store) == 2
+
+    limited = Store(engine)
+    limited.set_limits(memory_size=2 * 65536, table_elements=3)
+    ex = Instance(limited, Module(engine, EXTERNS), []).exports(limited)
+    assert ex["grow"](limited, 2) == -1
+    assert ex["grow"](limited, 1) == 1
+    with pytest.raises(ResourceLimitExceeded) as info:
+        ex["mem"].grow(limited, 1)
+    assert str(info.value) == (
+        "cannot grow memory from 2 to 3 pages: the store's memory limit is 2 pages"
+    )
+    assert ex["table_grow"](limited, 2) == -1
+    with pytest.raises(ResourceLimitExceeded) as info:
+        ex["tab"].grow(limited, 2)
+    assert str(info.value) == (
+        "cannot grow table from 2 to 4 elements: the store's table limit is 3 elements"
+    )
+
+
+def test_wasmtime_also_rejects_grow_past_maximum():
+    wasmtime = pytest.importorskip("wasmtime")
+    w_engine = wasmtime.Engine()
+    w_store = wasmtime.Store(w_engine)
+    w_ex = wasmtime.Instance(w_store, wasmtime.Module(w_engine, EXTERNS), []).exports(w_store)
+    assert w_ex["grow"](w_store, 4) == -1
+    with pytest.raises(wasmtime.WasmtimeError):
+        w_ex["mem"].grow(w_store, 4)
+    with pytest.raises(wasmtime.WasmtimeError):
+        w_ex["tab"].grow(w_store, 3, None)
+
+
+# -- typed exports and host functions --------------------------------------------------
+
+TYPED = """
+(module
+  (func (export "i") (param i32) (result i32) (local.get 0))
+  (func (export "l") (param i64) (result i64) (local.get 0))
+  (func (export "f") (param f32) (result f32) (local.get 0))
+  (func (export "d") (param f64) (result f64) (local.get 0))
+  (func (export "r") (param funcref) (result funcref) (local.get 0))
+  (func (export "x") (param externref) (result externref) (local.get 0))
+  (func (export "pair") (param i32 f64) (result f64 i32) (local.get 1) (local.get 0)))
+"""
+
+
+def test_typed_exports_match_module_types(engine):
+    store = Store(engine)
+    module = Module(engine, TYPED)
+    exports = Instance(store, module, []).exports(store)
+    for export in module.exports:
+        assert exports[export.name].type(store) == export.type, export.name
+    assert exports["i"](store, -1) == -1
+    assert exports["i"](store, 0xFFFF_FFFF) == -1
+    assert exports["l"](store, -(2**63)) == -(2**63)
+    assert exports["f"](store, 0.1) == struct_f32(0.1)
+    assert exports["f"](store, 3) == 3.0
+    assert exports["d"](store, -0.5) == -0.5
+    token = object()
+    assert exports["x"](store, token) is token
+    assert exports["pair"](store, 4, 2.5) == [2.5, 4]
+
+
+def struct_f32(value):
+    import struct
+
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+def test_typed_exports_reject_bad_arguments(engine):
+    store, ex = exports_of(engine, TYPED)
+    cases = [
+        ("i", True, "expected an int for i32, got True"),
+        ("i", 2**32, "4294967296 does not fit in i32"),
+        ("i", -(2**31) - 1, "-2147483649 does not fit in i32"),
+        ("i", 1.5, "expected an int for i32, got 1.5"),
+        ("i", None, "expected an int for i32, got None"),
+        ("l", 2**64, "18446744073709551616 does not fit in i64"),
+        ("f", "x", "expected a float for f32, got 'x'"),
+        ("d", 2**1024, "is too large for f64"),
+        ("r", 5, "expected a Func or None for funcref, got 5"),
+    ]
+    for name, value, message in cases:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            ex[name](store, value)
+    with pytest.raises(UsageError, match="expects 2, got 1"):
+        ex["pair"](store, 1)
+
+
+HOST_RESULTS = """
+(module
+  (import "host" "one" (func $one (result i32)))
+  (import "host" "two" (func $two (result i32 f64)))
+  (import "host" "none" (func $none))
+  (import "host" "wide" (func $wide (result f64)))
+  (func (export "one") (result i32) (call $one))
+  (func (export "two") (result i32) (call $two) (drop))
+  (func (export "none") (call $none))
+  (func (export "wide") (result f64) (call $wide)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("export", "returned", "message"),
+    [
+        ("one", "seven", "expected an int for i32, got 'seven'"),
+        ("one", None, "expected an int for i32, got None"),
+        ("one", (1, 2), "expected an int for i32, got (1, 2)"),
+        ("one", 2**40, "1099511627776 does not fit in i32"),
+        ("two", 5, "host function must return 2 values, got 5"),
+        ("two", (1,), "host function must return 2 values, got (1,)"),
+        ("two", (1, "x"), "expected a float for f64, got 'x'"),
+        ("none", 3, "host function has no results but returned 3"),
+        ("wide", 2**1024, "is too large for f64"),
+    ],
+    ids=["str", "none", "tuple", "i32 overflow", "one value", "one of two", "bad second",
+         "unexpected", "f64 overflow"],
+)
+def test_host_bad_results_trap(engine, export, returned, message):
+    store = Store(engine)
+    linker = Linker(engine)
+    results = {"one": 1, "two": (1, 2.0), "none": None, "wide": 1.0}
+    results[export] = returned
+    for name, ty in [("one", FuncType((), (I32,))), ("two", FuncType((), (I32, F64))),
+                     ("none", FuncType((), ())), ("wide", FuncType((), (F64,)))]:
+        value = results[name]
+        linker.define_func("host", name, ty, lambda value=value: value)
+    ex = linker.instantiate(store, Module(engine, HOST_RESULTS)).exports(store)
+    with pytest.raises(Trap) as info:
+        ex[export](store)
+    assert info.value.code is TrapCode.HOST_ERROR
+    assert message in str(info.value)
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_host_wrong_python_arity_traps(engine):
+    store = Store(engine)
+
+    def takes_one(a):
+        return a
+
+    host = Func(store, FuncType((I32, I64, F32, F64), (I32,)), takes_one)
+    pair = Func(store, FuncType((), (I32, I32)), lambda: (1, 2))
+    ex = Instance(store, Module(engine, CALLS_HOST), [host, pair]).exports(store)
+    with pytest.raises(Trap, match="takes_one: TypeError") as info:
+        ex["call_f"](store, 1)
+    assert info.value.code is TrapCode.HOST_ERROR
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_host_exceptions_propagate(engine):
+    class Custom(Exception):
+        pass
+
+    raised = {}
+
+    def fails(*args):
+        raise raised["error"]
+
+    store, ex = host_exports(engine, fails)
+    host = Func(store, FuncType((), ()), lambda: fails())
+    # Any other exception becomes a HOST_ERROR trap caused by the original.
+    for error in (Custom("custom"), KeyError("k"), ZeroDivisionError("zero")):
+        raised["error"] = error
+        for call in (lambda: ex["call_f"](store, 1), lambda: host(store)):
+            with pytest.raises(Trap) as info:
+                call()
+            assert info.value.code is TrapCode.HOST_ERROR
+            assert info.value.__cause__ is error
+            assert type(error).__name__ in str(info.value)
+    # wasmtee errors pass through unchanged.
+    for error in (UsageError("misuse"), Trap(TrapCode.UNREACHABLE), Trap("custom trap"), WasiExit(3)):
+        raised["error"] = error
+        for call in (lambda: ex["call_f"](store, 1), lambda: host(store)):
+            with pytest.raises(type(error)) as info:
+                call()
+            assert info.value is error
+
+
+REENTRANT = """
+(module
+  (import "host" "back" (func $back (param i32) (result i32)))
+  (memory (export "mem") 1)
+  (global $depth (export "depth") (mut i32) (i32.const 0))
+  (func (export "down") (param i32) (result i32)
+    (global.set $depth (i32.add (global.get $depth) (i32.const 1)))
+    (i32.store (i32.mul (local.get 0) (i32.const 4)) (local.get 0))
+    (if (result i32) (i32.eqz (local.get 0))
+      (then (i32.const 0))
+      (else
+        (i32.add
+          (call $back (i32.sub (local.get 0) (i32.const 1)))
+          (i32.load (i32.mul (local.get 0) (i32.const 4)))))))
+  (func (export "boom") (result i32) unreachable))
+"""
+
+
+def test_reentrant_host_calls(engine):
+    store = Store(engine)
+    caught = []
+
+    def back(caller, n):
+        # Re-enter the instance that called us, through the Caller and through the store.
+        if n == 2:
+            try:
+                caller["boom"](caller)
+            except Trap as exc:
+                caught.append(exc.code)
+        return caller["down"](caller, n)
+
+    linker = Linker(engine)
+    linker.define_func("host", "back", FuncType((I32,), (I32,)), back, access_caller=True)
+    ex = linker.instantiate(store, Module(engine, REENTRANT)).exports(store)
+    # 5 + 4 + 3 + 2 + 1 + 0, each level adding what it stored before re-entering.
+    assert ex["down"](store, 5) == 15
+    assert ex["depth"].value(store) == 6
+    assert caught == [TrapCode.UNREACHABLE]
+    assert ex["mem"].read(store, 0, 24) == b"".join(i.to_bytes(4, "little") for i in range(6))
+
+    def back_traps(caller, n):
+        if n == 1:
+            caller["boom"](caller)
+        return caller["down"](caller, n)
+
+    store = Store(engine)
+    linker = Linker(engine)
+    linker.define_func("host", "back", FuncType((I32,), (I32,)), back_traps, access_caller=True)
+    ex = linker.instantiate(store, Module(engine, REENTRANT)).exports(store)
+    with pytest.raises(Trap) as info:
+        ex["down"](store, 4)
+    assert info.value.code is TrapCode.UNREACHABLE
+    # down(4), down(3) and down(2) ran before the trap; the global keeps their updates.
+    assert ex["depth"].value(store) == 3
+    # The instance stays usable after a trap unwound several nested entries.
+    assert ex["down"](store, 0) == 0
+    assert ex["depth"].value(store) == 4
+
+
+# -- trap messages the spec scripts need ----------------------------------------------
+
+
+def test_uninitialized_element_message(engine):
+    store, ex = exports_of(engine, """
+      (module
+        (table 3 funcref)
+        (func $one (result i32) (i32.const 1))
+        (elem (i32.const 0) $one)
+        (func (export "call") (param i32) (result i32) (call_indirect (result i32) (local.get 0))))""")
+    assert ex["call"](store, 0) == 1
+    with pytest.raises(Trap) as info:
+        ex["call"](store, 2)
+    assert info.value.code is TrapCode.UNINITIALIZED_ELEMENT
+    assert str(info.value) == "uninitialized element 2"
+    with pytest.raises(Trap) as info:
+        ex["call"](store, 3)
+    assert info.value.code is TrapCode.UNDEFINED_ELEMENT
+    assert str(info.value).startswith("undefined element")
+
+
+BULK_SCRIPT = Path("/work/ext/testsuite/bulk.wast")
+
+
+@pytest.mark.skipif(not BULK_SCRIPT.is_file(), reason=f"spec script {BULK_SCRIPT} not found")
+def test_bulk_spec_script(engine):
+    from wasmtee.script.runner import run_script_file
+
+    summary = run_script_file(BULK_SCRIPT, tier=engine.config.tier)
+    failures = "\n".join(str(failure) for failure in summary.failures)
+    assert summary.failed == 0, failures
+    assert summary.passed > 0

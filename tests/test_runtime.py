@@ -793,5 +793,7 @@ def test_host_function_that_closes_its_store_raises():
     host = HostFunction(FuncType((), (I32,)), lambda: store.close() or 5, name="closer", store=store)
     with pytest.raises(UsageError, match="^closer closed its store"):
         host.call()
+    with pytest.raises(UsageError, match="store is closed"):
+        host.call()
     free = HostFunction(FuncType((), (I32,)), lambda: 5)
     assert free.call() == 5

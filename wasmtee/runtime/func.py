@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from wasmtee.errors import Trap, TrapCode, WasmteeError
+from wasmtee.errors import Trap, TrapCode, UsageError, WasmteeError
 from wasmtee.model import FuncType
 
 if TYPE_CHECKING:
@@ -58,8 +58,6 @@ class FunctionInstance:
 
 def store_closed(*_args: object) -> Any:
     """Stand in for the `call` of every function of a closed store."""
-    from wasmtee.errors import UsageError
-
     raise UsageError("the function's store is closed, so the function can no longer be called")
 
 
@@ -70,8 +68,6 @@ def _not_ready(*_args: object) -> Any:
 
 
 def _closed_during_call(func: HostFunction) -> None:
-    from wasmtee.errors import UsageError
-
     raise UsageError(
         f"{func.name or 'a host function'} closed its store, so the calling wasm code "
         f"cannot continue"
@@ -94,9 +90,9 @@ class HostFunction(FunctionInstance):
 
     `call` raises what the callable raises when it is a WasmteeError (Trap,
     WasiExit, ...); any other exception becomes Trap(HOST_ERROR) whose
-    `__cause__` is the original. When the callable closes the function's
-    store, `call` raises UsageError after it returns, so the wasm code that
-    called it stops there.
+    `__cause__` is the original. `call` raises UsageError when the
+    function's store is closed, and also when the callable itself closes the
+    store, after it returns, so that the wasm code that called it stops there.
     """
 
     __slots__ = ("access_caller", "callable", "caller")
@@ -135,6 +131,8 @@ class HostFunction(FunctionInstance):
                 caller = Caller(None, None)
 
             def call(*args: Any) -> Any:
+                if store is not None and store.closed:
+                    store_closed()
                 try:
                     result = fn(caller, *args)
                 except WasmteeError:
@@ -150,6 +148,8 @@ class HostFunction(FunctionInstance):
         else:
 
             def call(*args: Any) -> Any:
+                if store is not None and store.closed:
+                    store_closed()
                 try:
                     result = fn(*args)
                 except WasmteeError:

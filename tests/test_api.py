@@ -1097,3 +1097,25 @@ def test_bulk_spec_script(engine):
     failures = "\n".join(str(failure) for failure in summary.failures)
     assert summary.failed == 0, failures
     assert summary.passed > 0
+
+
+def test_wasi_call_with_closed_memory_traps(engine):
+    from wasmtee import WasiConfig
+
+    store = Store(engine)
+    linker = Linker(engine)
+    context = linker.define_wasi(store, WasiConfig(argv=["empty"]))
+    module = Module(engine, """
+      (module
+        (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "write_nothing") (result i32)
+          (call $fd_write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0))))""")
+    instance = linker.instantiate(store, module)
+    write_nothing = instance.exports(store)["write_nothing"]
+    assert write_nothing(store) == 0
+    instance.close()
+    with pytest.raises(Trap, match="memory is closed") as info:
+        write_nothing(store)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    context.close()

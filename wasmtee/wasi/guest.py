@@ -29,6 +29,9 @@ class GuestMemory:
     def __init__(self, memory: Any) -> None:
         if memory is None:
             raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, "the module has no memory for WASI to use")
+        if getattr(memory, "closed", False):
+            # Even a zero-length access would reach the unmapped buffer.
+            raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, "the module's memory is closed")
         self.buf = memory.buf
         self.size = memory.size
 

@@ -1029,7 +1029,7 @@ def test_reentrant_host_calls(engine):
     caught = []
 
     def back(caller, n):
-        # Re-enter the instance that called us, through the Caller and through the store.
+        # Re-enter the calling instance through its Caller.
         if n == 2:
             try:
                 caller["boom"](caller)

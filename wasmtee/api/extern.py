@@ -5,9 +5,10 @@ f64 as floats, funcref as a `Func` or None, externref as any object or None.
 Every method takes the store (or a Caller) first, as in wasmtime-py.
 
 Each extern belongs to the store it was created or instantiated in. Using it
-with another store, or after its store is closed, raises UsageError; wasmtime
-50 aborts the process with "object used with the wrong store" in the first
-case and raises "already closed" in the second.
+with another store, or after its store is closed, raises UsageError. wasmtime
+aborts the process with "object used with the wrong store" in the first
+case and raises ValueError "already closed" in the second (wasmtime 50.0.1
+from PyPI).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def store_of(store: Any) -> Store:
 def check_use(store: Any, item: Any, what: str) -> None:
     """Raise UsageError unless the runtime extern `item` may be used with `store` now.
 
-    `store` may be None for the methods where wasmtee makes it optional; then
-    only the extern's own store is checked.
+    `store` may be None for the methods where wasmtee makes it optional. In
+    that case only the extern's own store is checked.
     """
     if store is not None:
         store_of(store).check_owner(item, what)

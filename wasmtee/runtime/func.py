@@ -57,7 +57,7 @@ class FunctionInstance:
 
 
 def store_closed(*_args: object) -> Any:
-    """Stand in for the `call` of every function of a closed store."""
+    """Raise UsageError: the `call` of each function of a closed store."""
     raise UsageError("the function's store is closed, so the function can no longer be called")
 
 

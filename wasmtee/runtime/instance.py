@@ -73,7 +73,7 @@ class ModuleInstance:
         return self.exports.get(name)
 
     def release(self) -> None:
-        """Make every function this instance defined raise UsageError; `Store.close` calls it.
+        """Make every function this instance defined raise UsageError. `Store.close` calls it.
 
         The tiers' hooks replace what they bound directly (the python tier's
         namespace entries, the llvm tier's runtime callbacks), so wasm code that

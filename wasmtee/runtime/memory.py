@@ -201,7 +201,7 @@ class MemoryInstance:
         """Release the mapping. Later accesses trap and `grow` returns -1.
 
         The `on_resize` callbacks run before the unmap, so that they drop their
-        views; a view that is still alive keeps the mapping (see `_release`).
+        views. A view that is still alive keeps the mapping (see `_release`).
         Closing twice is allowed.
         """
         if self._closed:

@@ -224,7 +224,13 @@ class Store:
         """Release every memory of this store, disable its instances and cancel its deadline.
 
         Closing twice is allowed. Later calls of the store's functions and API
-        uses of its externs raise UsageError.
+        uses of its externs raise UsageError. A host function may close the
+        store while wasm code waits for it: that code stops with UsageError
+        when the host function returns.
+
+        NOTE: nothing stops another thread from closing the store while llvm-tier
+        code of the store runs, and that code may then access unmapped memory.
+        Close a store only from the thread that runs its code.
         """
         if self._timer is not None:
             self._timer.cancel()

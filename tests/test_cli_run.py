@@ -65,12 +65,61 @@ def test_help_documents_every_option():
     ["run", "--env", "=x", str(HELLO)],
     ["run", "missing-module.wasm"],
     ["inspect", "missing-module.wasm"],
+    ["run", "--fuel", "\u00b2", "x.wasm"],
+    ["run", "--fuel", "-1", "x.wasm"],
+    ["run", "--fuel", "1_000", "x.wasm"],
+    ["run", "--max-memory", "\u00b2K", "x.wasm"],
+    ["run", "--timeout", "nan", "x.wasm"],
+    ["run", "--timeout", "inf", "x.wasm"],
+    ["wast", "--timeout", "0", "x.wast"],
+    ["compile", "--opt-level", "7", "x.wasm"],
 ])
 def test_bad_arguments_exit_2(args):
     proc = cli(*args)
     assert proc.returncode == 2, proc.stderr
     assert b"Traceback" not in proc.stderr
     assert b"error" in proc.stderr
+
+
+def typed_options(parser=None, path=()):
+    """Yield (subcommand path, option string, type function) for every typed option."""
+    import argparse as ap
+
+    from wasmtee.cli import build_parser
+
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if isinstance(action, ap._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from typed_options(subparser, (*path, name))
+        elif action.option_strings and callable(action.type):
+            yield path, action.option_strings[-1], action.type
+
+
+TYPED_OPTIONS = list(typed_options())
+
+
+def test_typed_options_found():
+    names = {option for _path, option, _type in TYPED_OPTIONS}
+    for option in ("--fuel", "--max-memory", "--timeout", "--isv-svn", "--max-age",
+                   "--max-threads", "--opt-level"):
+        assert option in names
+
+
+@pytest.mark.parametrize("path,option,type_function", TYPED_OPTIONS,
+                         ids=[" ".join((*p, o)) for p, o, _t in TYPED_OPTIONS])
+@pytest.mark.parametrize("value", ["\u00b2", "-7x", ""])
+def test_bad_option_value_named(path, option, type_function, value):
+    proc = cli(*path, f"{option}={value}")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert f"argument {option}" in err
+    assert repr(value) in err
+    # A type function's name, such as _non_negative_int, is no message for users.
+    assert "invalid _" not in err
+    assert f"invalid {getattr(type_function, '__name__', '')} value" not in err or \
+        type_function in (int, float)
+    assert "Traceback" not in err
 
 
 def test_parse_size_units():
@@ -293,3 +342,143 @@ def test_terminal_stdin_is_a_character_device(tmp_path):
     assert stats[0][0] == CHARACTER_DEVICE
     assert stats[1][0] == UNKNOWN
     check_stdio_rights(stats)
+
+
+@needs_engine
+@pytest.mark.parametrize("code,status", [(0, 0), (1, 1), (125, 125), (126, 1), (255, 1),
+                                         (300, 1)])
+def test_exit_code_range(program, code, status):
+    proc = wasmtee("run", "--invoke", "quit", program, str(code))
+    assert proc.returncode == status
+    if code > 125:
+        message = proc.stderr.decode()
+        assert f"exited with code {code}," in message
+        assert "0..125" in message
+        assert len(message.splitlines()) == 1
+    else:
+        assert proc.stderr == b""
+
+
+@needs_engine
+def test_negative_exit_code_named(program):
+    proc = wasmtee("run", "--invoke", "quit", program, "-1")
+    assert proc.returncode == 1
+    assert b"exited with code 4294967295 (-1 as a signed i32)" in proc.stderr
+
+
+@needs_engine
+def test_proc_raise_stops_guest(tmp_path):
+    wat = tmp_path / "raise.wat"
+    wat.write_text("""(module
+      (import "wasi_snapshot_preview1" "proc_raise" (func $raise (param i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 16) "after\\n")
+      (func (export "_start")
+        (drop (call $raise (i32.const 6)))
+        (i32.store (i32.const 0) (i32.const 16))
+        (i32.store (i32.const 4) (i32.const 6))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))""")
+    proc = wasmtee("run", str(wat))
+    assert proc.returncode == 1
+    assert b"proc_raise(6) is not supported" in proc.stderr
+    assert proc.stdout == b""
+    assert b"Traceback" not in proc.stderr
+
+
+NOT_MODULES = [
+    ("empty.wasm", b"", "is empty"),
+    ("elf.bin", b"\x7fELF\x02\x01\x01\x00" + bytes(56), "starts with 7f 45 4c 46 02 01 01 00"),
+    ("random.bin", bytes(range(255, 191, -1)), "starts with ff fe fd fc fb fa f9 f8"),
+    ("notes.txt", b"hello world\n", "text that starts with 'hello world'"),
+    ("comments.wat", b";; only\n(; a (; nested ;) comment ;)\n  ", "only whitespace and WAT"),
+    ("short.wasm", b"\0as", "only the first 3 of the 4 magic bytes"),
+]
+
+
+@pytest.mark.parametrize("command", ["run", "inspect", "compile"])
+@pytest.mark.parametrize("name,data,message", NOT_MODULES, ids=[n for n, _d, _m in NOT_MODULES])
+def test_non_module_file_rejected(tmp_path, command, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    proc = cli(command, str(path))
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert f"{path} " in err
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not path.with_suffix(".cwasm").exists() or name.endswith(".cwasm")
+
+
+def test_wat_with_leading_comments_accepted(tmp_path):
+    path = tmp_path / "commented.wat"
+    path.write_text(";; a module\n(; block ;) (module (func (export \"f\")))")
+    proc = cli("inspect", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert b"f: func [] -> []" in proc.stdout
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"WTEECWSM", "truncated"),
+    (b"WTEECWSM" + bytes(8), "unsupported AOT format version 0"),
+    (b"WTEECWSM" + bytes(range(64)), "AOT"),
+])
+def test_bad_artifact_rejected(tmp_path, data, message):
+    path = tmp_path / "app.cwasm"
+    path.write_bytes(data)
+    proc = cli("run", str(path))
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    if "component is missing" not in err:
+        assert f"{path} cannot be loaded as a wasmtee AOT artifact" in err
+        assert message in err
+    assert "Traceback" not in err
+    for command in ("inspect", "compile"):
+        proc = cli(command, str(path))
+        assert proc.returncode == 2
+        assert b"is a wasmtee AOT artifact" in proc.stderr or b"already" in proc.stderr
+
+
+def test_backtrace_collapses_repeated_frames():
+    from wasmtee.cli.run import format_backtrace
+    from wasmtee.errors import Frame
+
+    fac = Frame(1, "fac", None, 0x30)
+    frames = [Frame(1, "fac", None, 0x42)] + [fac] * 9993 + [Frame(0, "main", None, 0x10)]
+    lines = format_backtrace(frames)
+    assert lines == [
+        "  0: fac @ 0x42",
+        "  1: fac @ 0x30",
+        "  2: fac @ 0x30",
+        "  3: fac @ 0x30",
+        "  ... 9990 more frames of fac @ 0x30 (4..9993)",
+        "  9994: main @ 0x10",
+    ]
+    assert format_backtrace([fac] * 4)[-1] == "  ... 1 more frame of fac @ 0x30 (3..3)"
+    assert len(format_backtrace([fac] * 3)) == 3
+    alternating = [Frame(1, "even", None), Frame(2, "odd", None)] * 3
+    assert len(format_backtrace(alternating)) == 6
+
+
+@needs_engine
+def test_deep_recursion_backtrace_is_short(tmp_path):
+    wat = tmp_path / "deep.wat"
+    wat.write_text('(module (func $down (call $down)) (func (export "_start") (call $down)))')
+    proc = wasmtee("run", str(wat))
+    assert proc.returncode == 134
+    err = proc.stderr.decode()
+    assert "call stack exhausted" in err
+    if "not recorded" not in err:
+        assert "more frames of" in err
+        assert len(err.splitlines()) < 12
+
+
+def test_help_documents_exit_status():
+    proc = cli("--help")
+    assert b"Exit status" in proc.stdout
+    for command in ("run", "inspect", "compile", "wast", "attest", "enclave"):
+        proc = cli(command, "--help")
+        text = b" ".join(proc.stdout.split())
+        assert proc.returncode == 0
+        assert b"Exit status" in text, command
+        assert b"2 for bad arguments" in text, command

@@ -9,6 +9,7 @@ every result and trap is compared with wasmtime's for the same module.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -335,3 +336,33 @@ def test_deep_recursion_with_small_call_depth() -> None:
     with pytest.raises(Trap) as info:
         export(store, 0)  # type: ignore[operator]
     assert info.value.code is TrapCode.STACK_EXHAUSTED
+
+
+@pytest.mark.parametrize("depth", [16, 17, 18, 19, 20])
+@pytest.mark.parametrize("config", [{}, {"max_call_depth": 50, "consume_fuel": True},
+                                    {"epoch_interruption": True}])
+def test_loops_near_the_python_block_limit(depth: int, config: dict) -> None:
+    # The call depth counter adds a `finally` around the body, one more block for CPython.
+    wat = nested_loops(depth)
+    store, export, _ = instantiate(wat, **config)
+    if config.get("consume_fuel"):
+        store.set_fuel(10_000_000)
+    for argument in (1, 7, 300):
+        assert wasmtee_outcome(export, store, argument) == wasmtime_outcome(wat, argument)
+
+
+def test_rejected_structured_source_falls_back_to_flat(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    # Without the indentation limit the structured source passes CPython's
+    # 100 levels, compile() rejects it, and the flat translation runs instead.
+    monkeypatch.setattr(translate_module, "MAX_INDENT", 10**6)
+    CODE_CACHE.entries.clear()
+    caplog.set_level(logging.DEBUG, logger="wasmtee.pytier.runtime")
+    try:
+        wat = nested_ifs(150)
+        store, export, _ = instantiate(wat)
+        for argument in (0, 77, 149, 777, 5000):
+            assert wasmtee_outcome(export, store, argument) == wasmtime_outcome(wat, argument)
+    finally:
+        CODE_CACHE.entries.clear()
+    assert "compile() rejected the structured source" in caplog.text

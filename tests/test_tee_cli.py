@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tomllib
 
 import pytest
 
-from wasmtee.cli import attest, enclave
-from wasmtee.errors import UsageError, WasmteeError
+from wasmtee.cli import enclave, main
+from wasmtee.errors import UsageError
 from wasmtee.tee.measure import EnclaveConfig, measure_runtime
 
 
 def run_cli(argv):
-    """Parse and run like wasmtee.cli.main, with only the TEE subcommands."""
-    parser = argparse.ArgumentParser(prog="wasmtee")
-    subparsers = parser.add_subparsers(dest="command")
-    attest.register(subparsers)
-    enclave.register(subparsers)
-    args = parser.parse_args(argv)
+    """Run the real command line in this process and return its exit status."""
     try:
-        return int(args.handler(args))
-    except WasmteeError as exc:
-        print(f"wasmtee {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +111,36 @@ def test_show_rejects_non_quote(tmp_path, capsys):
 def test_quote_rejects_long_report_data(tmp_path, capsys):
     status = run_cli(["attest", "quote", "--report-data", "00" * 65, "-o",
                       str(tmp_path / "q.bin"), "--state-dir", str(tmp_path / "sim")])
-    assert status == 1
+    assert status == 2
     assert "--report-data is 65 bytes, max 64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["attest", "quote", "--report-data", "zz", "-o", "q.bin"], "--report-data must be hex"),
+    (["attest", "quote", "--isv-prod-id", "70000", "-o", "q.bin"],
+     "argument --isv-prod-id: invalid value '70000'"),
+    (["attest", "quote", "--isv-svn", "x", "-o", "q.bin"], "argument --isv-svn: invalid value 'x'"),
+    (["attest", "evidence", "--nonce", "xyz", "-o", "e.bin"], "--nonce must be hex"),
+    (["attest", "verify", "v.bin", "--max-age", "-5"], "argument --max-age: invalid number"),
+    (["attest", "verify", "v.bin", "--mrenclave", "not-hex"], "--mrenclave must be hex"),
+    (["attest", "verify", "v.bin", "--policy", "/missing/policy.json"],
+     "cannot read policy file"),
+    (["attest", "show", "/missing/quote.bin"], "cannot read quote file"),
+    (["attest"], "required: ACTION"),
+    (["attest", "frobnicate"], "invalid choice: 'frobnicate'"),
+    (["enclave", "manifest", "--max-threads", "0"], "argument --max-threads: invalid value '0'"),
+    (["enclave", "manifest", "--enclave-size", "3G"], "power of two"),
+    (["enclave", "measure", "--isv-svn", "\u0663"], "argument --isv-svn: invalid value"),
+    (["enclave"], "required: ACTION"),
+])
+def test_usage_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v.bin").write_bytes(b"junk")
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "q.bin").exists()
 
 
 def test_manifest_has_required_settings(tmp_path):
@@ -179,5 +200,5 @@ def test_verify_rejects_malformed_evidence(tmp_path, capsys):
     assert run_cli(["attest", "verify", str(path), "--allow-simulation",
                     "--state-dir", str(tmp_path / "sim")]) == 1
     assert "invalid evidence" in capsys.readouterr().err
-    assert run_cli(["attest", "verify", str(tmp_path / "missing.bin")]) == 1
+    assert run_cli(["attest", "verify", str(tmp_path / "missing.bin")]) == 2
     assert "cannot read" in capsys.readouterr().err

@@ -12,9 +12,21 @@ import importlib
 import logging
 import sys
 
-from wasmtee.errors import WasmteeError
+from wasmtee.errors import UsageError, WasmteeError
 
 log = logging.getLogger("wasmtee")
+
+# Exit statuses shared by every subcommand; argparse itself exits with 2 for
+# arguments it cannot parse.
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE in sysexits.h
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_STATUS_HELP = (
+    "Exit status: 0 on success, 1 when a command fails, 2 for invalid arguments, "
+    "70 for an internal error in wasmtee, 130 when interrupted. `wasmtee run` exits "
+    "with the guest's exit code, and with 134 after a trap."
+)
 
 # Subcommand modules, in the order `--help` lists them.
 SUBCOMMANDS = [
@@ -31,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wasmtee",
         description="A WebAssembly runtime for trusted cloud applications.",
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument(
         "--log-level",
@@ -54,15 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         return int(args.handler(args))
+    except UsageError as exc:
+        print(f"wasmtee {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except WasmteeError as exc:
         print(f"wasmtee {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"wasmtee {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug in wasmtee: one line, details in the log
         log.debug("internal error", exc_info=True)
         print(
@@ -70,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{type(exc).__name__}: {exc}; rerun with --log-level debug for the traceback",
             file=sys.stderr,
         )
-        return 70
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
+from wasmtee.cli.arguments import int_in_range, positive_seconds
 from wasmtee.errors import UsageError
 from wasmtee.tee.errors import QuoteFormatError, VerificationError
 from wasmtee.tee.measure import EnclaveConfig, measure_runtime
@@ -32,8 +33,11 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("attest", help="produce, show and verify SGX DCAP quotes",
-                                   description="Produce, show and verify SGX DCAP quotes.")
+    parser = subparsers.add_parser(
+        "attest", help="produce, show and verify SGX DCAP quotes",
+        description="Produce, show and verify SGX DCAP quotes. Exit status: 0 on success "
+        "(for verify: the quote passed every check), 1 when a command or a verification "
+        "fails, 2 for bad arguments.")
     commands = parser.add_subparsers(dest="attest_command", metavar="ACTION", required=True)
 
     quote = commands.add_parser("quote", help="write a quote from a fresh enclave")
@@ -43,8 +47,10 @@ def register(subparsers: Any) -> None:
                        "(default: ~/.local/state/wasmtee/sim)")
     quote.add_argument("--report-data", default="",
                        help="REPORTDATA as hex, at most 64 bytes (default: empty)")
-    quote.add_argument("--isv-prod-id", type=int, default=0, help="enclave ISVPRODID")
-    quote.add_argument("--isv-svn", type=int, default=0, help="enclave ISVSVN")
+    quote.add_argument("--isv-prod-id", type=int_in_range(0, 0xFFFF), default=0,
+                       help="enclave ISVPRODID, 0..65535 (default: 0)")
+    quote.add_argument("--isv-svn", type=int_in_range(0, 0xFFFF), default=0,
+                       help="enclave ISVSVN, 0..65535 (default: 0)")
     quote.add_argument("-o", "--output", required=True, help="file to write the quote to")
     quote.set_defaults(handler=run_quote)
 
@@ -74,7 +80,7 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--mrsigner", help="expected MRSIGNER as hex")
     verify.add_argument("--report-data", help="expected REPORTDATA as hex")
     verify.add_argument("--nonce", help="expected nonce claim of evidence, as hex")
-    verify.add_argument("--max-age", type=float,
+    verify.add_argument("--max-age", type=positive_seconds,
                         help="maximum age of evidence in seconds, from its 'iat' claim")
     verify.add_argument("--allow-simulation", action="store_true",
                         help="accept quotes from the simulated platform")
@@ -251,7 +257,8 @@ def _read_quote(path: str) -> UnverifiedQuote:
     try:
         return parse_quote(data)
     except QuoteFormatError as exc:
-        raise UsageError(f"{path} is not a DCAP v3 quote: {exc}") from None
+        # Bad file contents, not a usage error: exit status 1, as for a bad module.
+        raise QuoteFormatError(f"{path} is not a DCAP v3 quote: {exc}") from None
 
 
 def _hex_argument(option: str, value: str) -> bytes:

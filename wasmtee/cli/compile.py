@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from wasmtee.cli.module_file import ModuleKind, classify, read_module_file
 from wasmtee.errors import CompileError, UsageError
 
 
@@ -16,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compile a module ahead of time to a .cwasm artifact (LLVM tier)",
         description=(
             "Compile a WebAssembly module to native code for this host. "
-            "`wasmtee run app.cwasm` loads the result without recompiling."
+            "`wasmtee run app.cwasm` loads the result without recompiling. "
+            "Exit status: 0 on success, 1 when the file is not a module or fails to "
+            "compile, 2 for bad arguments."
         ),
     )
     parser.add_argument("module", help="the .wasm or .wat file to compile")
@@ -59,16 +62,17 @@ def wat_to_binary(source: Path, data: bytes) -> bytes:
 
 
 def run_compile(args: argparse.Namespace) -> int:
+    source = Path(args.module)
+    data = read_module_file(args.module)
+    kind = classify(args.module, data)
+    if kind == ModuleKind.ARTIFACT:
+        raise UsageError(f"{source} is already a wasmtee AOT artifact; compile the .wasm or "
+                         ".wat file it was made from")
     try:
         from wasmtee.llvm import aot
     except ImportError as exc:
         raise CompileError(f"the llvm tier is unavailable: {exc}") from None
-    source = Path(args.module)
-    try:
-        data = source.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read module {source}: {exc.strerror}") from None
-    if not data.startswith(b"\0asm"):
+    if kind == ModuleKind.TEXT:
         data = wat_to_binary(source, data)
     output = Path(args.output) if args.output else source.with_suffix(".cwasm")
     show = not args.no_progress and sys.stderr.isatty()

@@ -15,6 +15,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from wasmtee.cli.arguments import int_in_range
 from wasmtee.errors import UsageError
 from wasmtee.tee.measure import PACKAGE_ROOT, EnclaveConfig, measure_runtime
 
@@ -24,8 +25,10 @@ SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)([KMG])$")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("enclave", help="Gramine manifest and enclave measurement",
-                                   description="Gramine manifest and enclave measurement.")
+    parser = subparsers.add_parser(
+        "enclave", help="Gramine manifest and enclave measurement",
+        description="Gramine manifest and enclave measurement. Exit status: 0 on success, "
+        "1 when a command fails, 2 for bad arguments.")
     commands = parser.add_subparsers(dest="enclave_command", metavar="ACTION", required=True)
 
     manifest = commands.add_parser(
@@ -33,10 +36,12 @@ def register(subparsers: Any) -> None:
     manifest.add_argument("-o", "--output", help="output file (default: standard output)")
     manifest.add_argument("--enclave-size", default="2G",
                           help="enclave memory size, a power of two with K, M or G (default: 2G)")
-    manifest.add_argument("--max-threads", type=int, default=16,
-                          help="maximum number of enclave threads (default: 16)")
-    manifest.add_argument("--isv-prod-id", type=int, default=0, help="ISVPRODID (default: 0)")
-    manifest.add_argument("--isv-svn", type=int, default=0, help="ISVSVN (default: 0)")
+    manifest.add_argument("--max-threads", type=int_in_range(1, 4096), default=16,
+                          help="maximum number of enclave threads, 1..4096 (default: 16)")
+    manifest.add_argument("--isv-prod-id", type=int_in_range(0, 0xFFFF), default=0,
+                          help="ISVPRODID, 0..65535 (default: 0)")
+    manifest.add_argument("--isv-svn", type=int_in_range(0, 0xFFFF), default=0,
+                          help="ISVSVN, 0..65535 (default: 0)")
     manifest.add_argument("--sealed-dir", default="sealed",
                           help="host directory behind the encrypted /sealed mount "
                           "(default: ./sealed)")
@@ -46,8 +51,10 @@ def register(subparsers: Any) -> None:
 
     measure = commands.add_parser(
         "measure", help="print the sim backend's MRENCLAVE-equivalent for this wasmtee")
-    measure.add_argument("--isv-prod-id", type=int, default=0, help="ISVPRODID (default: 0)")
-    measure.add_argument("--isv-svn", type=int, default=0, help="ISVSVN (default: 0)")
+    measure.add_argument("--isv-prod-id", type=int_in_range(0, 0xFFFF), default=0,
+                         help="ISVPRODID, 0..65535 (default: 0)")
+    measure.add_argument("--isv-svn", type=int_in_range(0, 0xFFFF), default=0,
+                         help="ISVSVN, 0..65535 (default: 0)")
     measure.set_defaults(handler=run_measure)
 
 

@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from typing import Any, TextIO
 
+from wasmtee.cli.module_file import ModuleKind, classify, read_module_file
 from wasmtee.errors import UsageError
 from wasmtee.model import ExternKind, Module, ValType
 from wasmtee.opcodes import BLOCK, IF, LOOP, REF_FUNC, REF_IS_NULL, REF_NULL, SELECT_T
@@ -29,26 +30,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print a module's imports, exports, memory and feature use",
         description="Decode MODULE (.wasm or .wat) and print its imports, exports, "
         "memories (sizes in 64 KiB pages), tables, globals, WASI use and the "
-        "post-MVP features it uses. Exits with 1 when the module cannot be decoded.",
+        "post-MVP features it uses. Exit status: 0 on success, 1 when the file is not a "
+        "module or cannot be decoded, 2 for bad arguments.",
     )
     parser.add_argument("module", metavar="MODULE", help="the .wasm or .wat file")
     parser.set_defaults(handler=run)
 
 
 def load_model(path: str) -> Module:
-    """Decode or parse the module at `path`; raises UsageError when it cannot be read."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read module {path!r}: {exc.strerror}") from None
-    if data[:4] == b"\0asm":
+    """Decode or parse the module at `path`.
+
+    Raises UsageError when it cannot be read or is an AOT artifact, and
+    DecodeError when it is neither a binary module nor WAT text.
+    """
+    data = read_module_file(path)
+    kind = classify(path, data)
+    if kind == ModuleKind.ARTIFACT:
+        raise UsageError(f"{path} is a wasmtee AOT artifact; inspect the .wasm or .wat file "
+                         "it was compiled from")
+    if kind == ModuleKind.BINARY:
         from wasmtee.binary import decode_module
 
         return decode_module(data)
     from wasmtee.text import parse_wat
 
-    return parse_wat(data.decode("utf-8", "replace"))
+    return parse_wat(data.decode("utf-8"))
 
 
 def _describe(model: Module, kind: ExternKind, desc: Any) -> str:
@@ -142,10 +148,6 @@ def print_report(model: Module, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        model = load_model(args.module)
-    except UsageError as exc:
-        print(f"wasmtee inspect: error: {exc}", file=sys.stderr)
-        return 2
-    print_report(model, sys.stdout)
+    """Print the report; errors reach the caller (UsageError exits with 2, others with 1)."""
+    print_report(load_model(args.module), sys.stdout)
     return 0

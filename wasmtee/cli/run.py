@@ -2,51 +2,33 @@
 
 Exit status: the guest's `proc_exit` code (0 when `_start` returns), 134
 after a trap (as wasmtime), 1 for other errors, and 2 for bad arguments.
+Like `wasmtime run`, an exit code outside 0..125 is an error (status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
-import math
 import os
 import sys
 from typing import Any
 
-from wasmtee.errors import Trap, UsageError, WasiExit
+from wasmtee.cli.arguments import byte_size, non_negative_int, positive_seconds
+from wasmtee.cli.module_file import ModuleKind, classify, read_module_file
+from wasmtee.errors import CompileError, Trap, UsageError, WasiExit
 
 logger = logging.getLogger(__name__)
 
 TRAP_EXIT_STATUS = 134
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20,
-               "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+# wasmtime's proc_exit rejects codes of 126 and above, which shells reserve
+# for "cannot execute", "not found" and death by a signal.
+MAX_EXIT_CODE = 125
+# Runs of one frame longer than this are shortened, as Python shortens tracebacks.
+BACKTRACE_REPEATS_SHOWN = 3
 
-
-def parse_size(text: str) -> int:
-    """Parse "65536", "64K", "16MiB" or "1G" as a byte count (units are powers of 1024)."""
-    stripped = text.strip().lower()
-    digits = stripped.rstrip("kmgib")
-    unit = stripped[len(digits):]
-    if not digits.isdigit() or unit not in _SIZE_UNITS:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r} (expected bytes with an optional K, M or G suffix)")
-    return int(digits) * _SIZE_UNITS[unit]
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r} (expected > 0)")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"invalid fuel {text!r} (expected an integer >= 0)")
-    return int(text)
+# Kept importable from here for callers of the old name.
+parse_size = byte_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run MODULE (.wasm or .wat). A command's _start runs and its exit code "
         "becomes wasmtee's exit status; a reactor's _initialize runs first. With --invoke, "
         "ARGS are the export's arguments, parsed by its parameter types, and the results "
-        "are printed one per line. Exit status: the guest's exit code, 134 after a trap, "
+        "are printed one per line. Exit status: the guest's exit code (0..125, as in "
+        "wasmtime; another code is reported as an error with status 1), 134 after a trap, "
         "1 for other errors, 2 for bad arguments.",
     )
     parser.add_argument("--dir", action="append", default=[], metavar="HOST[::GUEST]",
@@ -70,13 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "value); the host environment is not passed otherwise")
     parser.add_argument("--invoke", metavar="FUNC",
                         help="call the export FUNC with ARGS instead of _start")
-    parser.add_argument("--fuel", type=_non_negative_int, metavar="N",
+    parser.add_argument("--fuel", type=non_negative_int, metavar="N",
                         help="trap with 'all fuel consumed' after N units of fuel "
                         "(about one per instruction)")
-    parser.add_argument("--max-memory", type=parse_size, metavar="SIZE",
+    parser.add_argument("--max-memory", type=byte_size, metavar="SIZE",
                         help="limit each linear memory to SIZE bytes (suffix K, M or G for "
                         "KiB, MiB, GiB)")
-    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
                         help="interrupt the guest after SECONDS of wall-clock time")
     parser.add_argument("--tier", choices=["python", "llvm", "auto"], default="python",
                         help="execution tier (default: python)")
@@ -91,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "enclave encrypts and stores under HOST/protected/run/, and the guest "
                         "sees no plain host directory. Cannot be combined with --invoke, "
                         "--fuel, --max-memory, --tier or --dir-ro")
-    parser.add_argument("module", metavar="MODULE", help="the .wasm or .wat file to run")
+    parser.add_argument("module", metavar="MODULE",
+                        help="the .wasm, .wat or .cwasm (from wasmtee compile) file to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="guest arguments, or --invoke arguments")
     parser.set_defaults(handler=run)
@@ -158,19 +142,48 @@ def parse_invoke_args(func_type: Any, texts: list[str]) -> list[Any]:
     return values
 
 
+def format_backtrace(frames: list[Any]) -> list[str]:
+    """Return one line per frame, innermost first, with long runs of one frame shortened."""
+    lines = []
+    depth = 0
+    for text, group in itertools.groupby(str(frame) for frame in frames):
+        count = sum(1 for _ in group)
+        shown = min(count, BACKTRACE_REPEATS_SHOWN)
+        lines.extend(f"  {depth + index}: {text}" for index in range(shown))
+        hidden = count - shown
+        if hidden:
+            noun = "frame" if hidden == 1 else "frames"
+            lines.append(f"  ... {hidden} more {noun} of {text} "
+                         f"({depth + shown}..{depth + count - 1})")
+        depth += count
+    return lines
+
+
 def _print_trap(trap: Trap) -> None:
     print(f"wasmtee run: trap: {trap}", file=sys.stderr)
     if not trap.frames:
         print("wasm backtrace: not recorded by this execution tier", file=sys.stderr)
         return
     print("wasm backtrace:", file=sys.stderr)
-    for depth, frame in enumerate(trap.frames):
-        print(f"  {depth}: {frame}", file=sys.stderr)
+    for line in format_backtrace(trap.frames):
+        print(line, file=sys.stderr)
 
 
-# The first bytes of an AOT artifact (wasmtee.llvm.aot.MAGIC); kept here so
-# plain modules never import the llvm tier.
-ARTIFACT_MAGIC = b"WTEECWSM"
+def guest_exit_status(code: int, command: str = "wasmtee run") -> int:
+    """Return the process exit status for the guest's proc_exit `code`.
+
+    A code outside 0..MAX_EXIT_CODE gives status 1 and a message that names
+    it, as `wasmtime run` does. `code` is the u32 the guest passed.
+    """
+    if 0 <= code <= MAX_EXIT_CODE:
+        return code
+    code_text = str(code)
+    if code >= 1 << 31:
+        code_text += f" ({code - (1 << 32)} as a signed i32)"
+    print(f"{command}: error: the guest exited with code {code_text}, which is outside "
+          f"0..{MAX_EXIT_CODE} (shells reserve the codes above, and wasmtime rejects them "
+          "too); exiting with status 1", file=sys.stderr)
+    return 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,13 +210,10 @@ def _run(args: argparse.Namespace) -> int:
     config = wasmtee.Config(tier=args.tier, consume_fuel=args.fuel is not None,
                             epoch_interruption=args.timeout is not None)
     engine = wasmtee.Engine(config)
-    try:
-        with open(args.module, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read module {args.module!r}: {exc.strerror}") from None
+    data = read_module_file(args.module)
+    kind = classify(args.module, data)
     wasi_config = build_wasi_config(args)
-    if data[:8] == ARTIFACT_MAGIC:
+    if kind == ModuleKind.ARTIFACT:
         # An AOT artifact from `wasmtee compile` holds native code: it runs on the llvm tier.
         from wasmtee.llvm import aot
 
@@ -211,7 +221,11 @@ def _run(args: argparse.Namespace) -> int:
             tier="llvm", consume_fuel=config.consume_fuel,
             epoch_interruption=config.epoch_interruption,
         ))
-        module = aot.load_module(engine, data)
+        try:
+            module = aot.load_module(engine, data)
+        except CompileError as exc:
+            raise CompileError(f"{args.module} cannot be loaded as a wasmtee AOT artifact: "
+                               f"{exc}") from None
     else:
         module = wasmtee.Module(engine, data)
     store = wasmtee.Store(engine)
@@ -224,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return _run_instance(args, store, linker, module)
     except WasiExit as exc:
-        return exc.code if 0 <= exc.code <= 255 else 1
+        return guest_exit_status(exc.code)
     except Trap as trap:
         _print_trap(trap)
         return TRAP_EXIT_STATUS

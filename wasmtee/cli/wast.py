@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wasmtee.cli.arguments import positive_seconds
 from wasmtee.script.runner import DEFAULT_COMMAND_TIMEOUT, Summary, run_script_file
 
 
@@ -14,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run WAST test scripts",
         description="Run WAST scripts (the spec test suite format). Prints each failure "
         "with file:line and the reason, the skip reasons with counts, and a final line "
-        "'N passed, M failed, K skipped'. Exits with status 0 only when nothing failed.",
+        "'N passed, M failed, K skipped'. Exit status: 0 when nothing failed, 1 when "
+        "an assertion failed, 2 for bad arguments.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a .wast script")
     parser.add_argument(
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=DEFAULT_COMMAND_TIMEOUT,
         metavar="SECONDS",
         help="interrupt and fail a command that runs longer than this "

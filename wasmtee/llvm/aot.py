@@ -171,8 +171,11 @@ def read_artifact(data: bytes) -> tuple[ArtifactHeader, bytes, list[bytes]]:
     Raises CompileError naming the mismatch for a file from another version,
     target or CPU, and for any file whose MAC does not verify.
     """
-    if len(data) < _PREFIX.size or not is_artifact(data):
+    if not is_artifact(data):
         raise CompileError("not a wasmtee AOT artifact (bad magic)")
+    if len(data) < _PREFIX.size:
+        raise CompileError(f"AOT artifact is truncated ({len(data)} bytes, "
+                           f"shorter than its {_PREFIX.size}-byte prefix)")
     _, version, header_length = _PREFIX.unpack_from(data)
     if version != FORMAT_VERSION:
         raise CompileError(f"unsupported AOT format version {version} (expected {FORMAT_VERSION})")

@@ -258,40 +258,32 @@ class PythonTier:
         return CompiledModule(module, info, options)
 
 
-def translate_function(module: Module, func_types: list[Any], func_index: int,
-                       options: TranslateOptions) -> tuple[str, dict[str, object]]:
-    """Return the Python source of a defined function and the constants it reads.
-
-    The structured form comes first. A function nested too deeply for it
-    gets the flat form, whose nesting does not grow with the wasm nesting.
-    """
-    try:
-        return FunctionTranslator(module, func_types, func_index, options).translate()
-    except NestingTooDeep as exc:
-        logger.debug("function %d uses the flat translation: %s", func_index, exc)
-        return FlatTranslator(module, func_types, func_index, options).translate()
-
-
 def compile_function(module: Module, func_types: list[Any], func_index: int,
-                     options: TranslateOptions) -> tuple[Any, dict[str, object]]:
-    """Return the code object of a defined function's `def` and the constants it reads."""
-    source, constants = translate_function(module, func_types, func_index, options)
+                     options: TranslateOptions) -> tuple[Any, dict[str, object], str]:
+    """Translate and compile a defined function's `def`.
+
+    Return its code object, the constants it reads and its source. The
+    structured form comes first. A function nested too deeply for it, or
+    whose structured source compile() rejects, gets the flat form, whose
+    nesting does not grow with the wasm nesting.
+    """
     filename = f"<wasm function {func_index}>"
     try:
-        return compile(source, filename, "exec"), constants
+        source, constants = FunctionTranslator(module, func_types, func_index, options).translate()
+        return compile(source, filename, "exec"), constants, source
+    except NestingTooDeep as exc:
+        reason = str(exc)
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
-        # CPython limits that the structured translator does not predict (the
-        # nesting of parsed statements, for one) end up here.
-        logger.debug("function %d: structured source rejected (%s), using the flat translation",
-                      func_index, exc)
-        first_error: Exception = exc
+        # A CPython limit that NestingTooDeep does not predict.
+        reason = f"compile() rejected the structured source: {exc}"
+    logger.debug("function %d uses the flat translation: %s", func_index, reason)
     source, constants = FlatTranslator(module, func_types, func_index, options).translate()
     try:
-        return compile(source, filename, "exec"), constants
+        return compile(source, filename, "exec"), constants, source
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
         raise CompileError(
-            f"function {func_index} cannot be compiled to Python: {exc} "
-            f"(structured form: {first_error})"
+            f"function {func_index} cannot be compiled to Python: {exc} (flat translation, "
+            f"used because {reason})"
         ) from exc
 
 
@@ -325,7 +317,10 @@ class CompiledModule:
                 self.codes[func_index] = entry
                 return entry
             started = time.perf_counter()
-            entry = compile_function(self.module, self.func_types, func_index, self.options)
+            code, constants, source = compile_function(
+                self.module, self.func_types, func_index, self.options
+            )
+            entry = (code, constants)
             self.codes[func_index] = entry
             CODE_CACHE.put(key, entry)
             self.translate_seconds += time.perf_counter() - started
@@ -347,7 +342,7 @@ class CompiledModule:
 
     def source_for(self, func_index: int) -> str:
         """Return the generated Python source of a defined function (for debugging)."""
-        return translate_function(self.module, self.func_types, func_index, self.options)[0]
+        return compile_function(self.module, self.func_types, func_index, self.options)[2]
 
     def make_functions(self, instance: Any) -> list[Any]:
         from wasmtee.runtime.func import FunctionInstance

@@ -207,7 +207,7 @@ class FunctionTranslator:
         """Return the source of the function's `def` and the constants it reads.
 
         Raise NestingTooDeep when the structured form would pass CPython's
-        nesting limits, and `runtime.translate_function` then uses the flat form.
+        nesting limits, and `runtime.compile_function` then uses the flat form.
         """
         for index in range(len(self.type.params), len(self.local_types)):
             self.emit(f"l{index} = {default_literal(self.local_types[index])}")

@@ -68,8 +68,9 @@ def run_in_enclave(args: argparse.Namespace) -> int:
         return 1
     _write(sys.stdout, result.stdout)
     _write(sys.stderr, result.stderr)
-    exit_code = result.exit_code
-    return exit_code if 0 <= exit_code <= 255 else 1
+    from wasmtee.cli.run import guest_exit_status
+
+    return guest_exit_status(result.exit_code)
 
 
 def _check_options(args: argparse.Namespace) -> None:

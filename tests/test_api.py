@@ -1119,3 +1119,62 @@ def test_wasi_call_with_closed_memory_traps(engine):
         write_nothing(store)
     assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
     context.close()
+
+
+CLOSE_FROM_THREAD = r"""
+import sys, threading, time
+import wasmtee
+from wasmtee import Config, Engine, Instance, Module, Store
+
+engine = Engine(Config(tier=sys.argv[1]))
+# Spin while memory[flag] holds 0x5a. A closed memory reads as zeros, so the loop
+# ends once the store is closed. The store to an address that the compiler cannot
+# tell apart from `flag` makes native code load the flag again on every turn.
+module = Module(engine, '''
+  (module (memory (export "mem") 16)
+    (func (export "spin") (param $flag i32) (param $scratch i32) (result i32) (local $turns i32)
+      (loop $again
+        (i32.store (local.get $scratch) (local.get $turns))
+        (local.set $turns (i32.add (local.get $turns) (i32.const 1)))
+        (br_if $again (i32.and (i32.eq (i32.load8_u (local.get $flag)) (i32.const 0x5a))
+                               (i32.lt_u (local.get $turns) (i32.const 0x7fffffff)))))
+      (local.get $turns)))''')
+outcomes = []
+for _ in range(5):
+    store = Store(engine)
+    exports = Instance(store, module, []).exports(store)
+    exports["mem"].write(store, b"\x5a", 0)
+    started = threading.Event()
+
+    def run():
+        started.set()
+        try:
+            exports["spin"](store, 0, 8)
+            outcomes.append("returned")
+        except wasmtee.UsageError as exc:
+            outcomes.append("usage error" if "closed while the function ran" in str(exc) else str(exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    started.wait()
+    time.sleep(0.05)
+    store.close()
+    thread.join()
+print(outcomes)
+"""
+
+
+def test_store_closed_from_other_thread(engine):
+    import os
+    import subprocess
+    import sys
+
+    # A crash (use of unmapped memory) kills only the child process.
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSE_FROM_THREAD, engine.config.tier],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(["usage error"] * 5)

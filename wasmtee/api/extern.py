@@ -333,6 +333,9 @@ class Func:
                 out = func.call(*[convert(arg) for convert, arg in zip(params, args)])
         except RecursionError as exc:
             raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
+        if st._closed:
+            # Another thread closed the store during the call, so `out` may come from zeroed memory.
+            raise UsageError("the store was closed while the function ran, so its results are lost")
         if not results:
             return None
         if len(results) == 1:

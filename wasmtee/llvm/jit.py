@@ -14,7 +14,8 @@ returned, so no Python frame is ever unwound by longjmp.
 The context caches memory 0's base pointer and size. `sync_memory` refreshes
 both at every entry and callback return, and from the memory's `on_resize`
 callback, so a grow or close by any party updates them at once. A closed
-memory has base 0 and size 0, so every access traps before it dereferences.
+memory has size 0, so every access traps before it dereferences the base,
+and the base stays mapped while native code runs (see `enter`).
 When the store closes, `release` makes the runtime callbacks raise
 UsageError, so native code that is still running traps at its next call.
 """
@@ -318,9 +319,11 @@ class NativeInstance:
         self.instance.mems[0].on_resize.append(on_resize)
 
     def sync_memory(self, memory: Any) -> None:
+        # Only the size changes for a closed memory. Native code in another thread may
+        # have passed its bounds check against the old size and still needs the old base,
+        # whose pages the pin (see `enter`) keeps mapped.
         context = self.context
         if memory.closed:
-            context.mem_base = None
             context.mem_size = 0
         else:
             context.mem_base = memory.address
@@ -329,7 +332,6 @@ class NativeInstance:
     def release(self) -> None:
         """Stop this instance from running again: the store has closed."""
         self.released = True
-        self.context.mem_base = None
         self.context.mem_size = 0
 
     def check_released(self) -> None:
@@ -360,11 +362,11 @@ class NativeInstance:
             slots = slot_array()
             for index, (val_type, value) in enumerate(zip(params, args)):
                 slots[index] = to_slot(val_type, value, refs)
-            self.enter()
+            pin = self.enter()
             try:
                 status = entry(self.context_address, ctypes.addressof(slots), code)
             finally:
-                self.leave()
+                self.leave(pin)
             if status:
                 self.raise_trap(status)
             if not results:
@@ -374,8 +376,15 @@ class NativeInstance:
 
         return call
 
-    def enter(self) -> None:
-        """Copy the Python-side state that native code reads into the context."""
+    def enter(self) -> memoryview | None:
+        """Copy the Python-side state that native code reads into the context.
+
+        Returns the pin of memory 0 (see `MemoryInstance.pin`), which `leave`
+        releases. It keeps the mapping in place while native code may hold
+        the base pointer, even when another thread closes the store.
+        """
+        memory = self.instance.mems[0] if self.instance.mems else None
+        pin = memory.pin() if memory is not None else None
         self.check_released()
         context = self.context
         if context.stack_limit == 0:
@@ -383,6 +392,7 @@ class NativeInstance:
         if not self.mirrored_tables and self.table_entries:
             self.build_table_mirror()
         self.sync_to_native()
+        return pin
 
     # -- the native table mirror ---------------------------------------------
 
@@ -432,8 +442,12 @@ class NativeInstance:
         entry.type_id = self.compiled.type_ids[self.compiled.func_types[func_index]]
         entry.code = self.compiled.code_addresses[func_index]
 
-    def leave(self) -> None:
-        self.sync_from_native()
+    def leave(self, pin: memoryview | None = None) -> None:
+        try:
+            self.sync_from_native()
+        finally:
+            if pin is not None:
+                self.instance.mems[0].unpin(pin)
 
     def sync_to_native(self) -> None:
         instance = self.instance

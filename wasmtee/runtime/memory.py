@@ -197,6 +197,27 @@ class MemoryInstance:
         for callback in list(self.on_resize):
             callback(self, old_pages)
 
+    def pin(self) -> memoryview | None:
+        """Return a view that keeps the mapping in place until `unpin`; None once closed.
+
+        mmap does not unmap while a view of it exists, so native code that
+        holds the base pointer keeps mapped pages (zero-filled after `close`)
+        even when another thread closes the memory meanwhile.
+        """
+        if self._closed:
+            return None
+        try:
+            return memoryview(self.buf)
+        except ValueError:
+            # Another thread unmapped it since the check above.
+            return None
+
+    def unpin(self, view: memoryview) -> None:
+        """Release a view from `pin`, and finish an unmap that the view delayed."""
+        view.release()
+        if self._closed:
+            _release(self.buf)
+
     def close(self) -> None:
         """Release the mapping. Later accesses trap and `grow` returns -1.
 

@@ -226,11 +226,9 @@ class Store:
         Closing twice is allowed. Later calls of the store's functions and API
         uses of its externs raise UsageError. A host function may close the
         store while wasm code waits for it: that code stops with UsageError
-        when the host function returns.
-
-        NOTE: nothing stops another thread from closing the store while llvm-tier
-        code of the store runs, and that code may then access unmapped memory.
-        Close a store only from the thread that runs its code.
+        when the host function returns. Code that another thread runs at the
+        time reads zeros from its memory, whose mapping stays in place until
+        the call returns, and the API call then raises UsageError.
         """
         if self._timer is not None:
             self._timer.cancel()

@@ -788,6 +788,9 @@ def test_externs_of_another_store_rejected(engine):
     assert len(linker.instantiate(store_a, importer).exports(store_a)) == 0
     with pytest.raises(UsageError, match=rf"^import a\.f \(func\) {wrong_store}"):
         linker.instantiate(store_b, importer)
+    assert linker.get(store_a, "a", "mem") == mem
+    with pytest.raises(UsageError, match=rf"^the definition of a\.mem {wrong_store}"):
+        linker.get(store_b, "a", "mem")
 
 
 def test_funcref_values_of_another_store_rejected(engine):
@@ -997,8 +1000,9 @@ def test_host_exceptions_propagate(engine):
             assert info.value.code is TrapCode.HOST_ERROR
             assert info.value.__cause__ is error
             assert type(error).__name__ in str(info.value)
-    # wasmtee errors pass through unchanged.
-    for error in (UsageError("misuse"), Trap(TrapCode.UNREACHABLE), Trap("custom trap"), WasiExit(3)):
+    # wasmtee errors, and exceptions that are not an Exception, pass through unchanged.
+    for error in (UsageError("misuse"), Trap(TrapCode.UNREACHABLE), Trap("custom trap"), WasiExit(3),
+                  KeyboardInterrupt("stop"), SystemExit(4)):
         raised["error"] = error
         for call in (lambda: ex["call_f"](store, 1), lambda: host(store)):
             with pytest.raises(type(error)) as info:

@@ -102,12 +102,15 @@ class Linker:
     def get(self, store: Any, module: str, name: str) -> Any:
         """Return the definition of `module.name` as an API object.
 
-        Raises LinkError "unknown import" when it is not defined.
+        Raises LinkError "unknown import" when it is not defined, UsageError
+        when it belongs to a store other than `store`.
         """
+        st = store_of(store)
         try:
             item = self._defs[(module, name)]
         except KeyError:
             raise LinkError(f"unknown import ({module}.{name} is not defined in the linker)") from None
+        st.check_owner(item, f"the definition of {module}.{name}")
         return wrap_extern(item)
 
     def instantiate(self, store: Any, module: Module) -> Instance:

@@ -2,7 +2,8 @@
 
 From the repository root, run `PYTHONPATH=. python3 examples/embed.py [TIER]`,
 where TIER is python (the default), llvm or auto.
-It prints what each step produced.
+It prints what each step produced, including the errors of a grow past the
+store's memory limit and of a call after the store is closed.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ WAT = r"""
 def main(tier: str = "python") -> None:
     engine = Engine(Config(tier=tier))
     store = Store(engine)
+    # Each memory created in this store may grow to at most 4 pages (bytes, a multiple of 64 KiB).
+    store.set_limits(memory_size=4 * 65536)
     module = Module(engine, WAT)
     print("imports:", [(i.module, i.name, str(i.type)) for i in module.imports])
     print("exports:", [e.name for e in module.exports])
@@ -74,7 +77,17 @@ def main(tier: str = "python") -> None:
     print("scaled_pair(-7):", exports.scaled_pair(store, -7))
     print("calls:", exports["calls"].value(store))
     print("memory pages:", memory.size(store), "grow returned", memory.grow(store, 1))
+    try:
+        memory.grow(store, 10)
+    except wasmtee.ResourceLimitExceeded as exc:
+        print("grow failed:", exc)
+
+    # Closing the store releases its memories; every later use raises UsageError.
     store.close()
+    try:
+        exports["checksum"](store, 1000, 4)
+    except wasmtee.UsageError as exc:
+        print("after close:", exc)
 
 
 if __name__ == "__main__":

@@ -516,6 +516,11 @@ def test_embed_example_runs(engine):
     assert "scaled_pair(-7): [-70, -7]" in lines
     assert "calls: 1" in lines
     assert "memory pages: 1 grow returned 1" in lines
+    assert (
+        "grow failed: cannot grow memory from 2 to 12 pages: the store's memory limit is 4 pages"
+        in lines
+    )
+    assert any(line.startswith("after close: the store is closed") for line in lines)
 
 
 @pytest.mark.skipif(len(TIERS) < 2, reason="needs both the python and llvm tiers")

@@ -366,6 +366,7 @@ class Memory:
         st = store_of(store)
         if not isinstance(ty, MemoryType):
             raise UsageError(f"expected a MemoryType, got {ty!r}")
+        st.check_open()
         self._memory = st.new_memory(MemoryInstance(ty, st.memory_limit_pages))
 
     @classmethod

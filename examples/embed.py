@@ -50,7 +50,7 @@ WAT = r"""
 def main(tier: str = "python") -> None:
     engine = Engine(Config(tier=tier))
     store = Store(engine)
-    # Each memory created in this store may grow to at most 4 pages (bytes, a multiple of 64 KiB).
+    # The limit is in bytes: each memory of this store may grow to at most 4 pages of 64 KiB.
     store.set_limits(memory_size=4 * 65536)
     module = Module(engine, WAT)
     print("imports:", [(i.module, i.name, str(i.type)) for i in module.imports])
@@ -82,7 +82,7 @@ def main(tier: str = "python") -> None:
     except wasmtee.ResourceLimitExceeded as exc:
         print("grow failed:", exc)
 
-    # Closing the store releases its memories; every later use raises UsageError.
+    # Closing the store releases its memories, and every later use raises UsageError.
     store.close()
     try:
         exports["checksum"](store, 1000, 4)

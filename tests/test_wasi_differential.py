@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from wasmtee.errors import Trap
+from wasmtee.errors import Trap, UnsupportedHostCall
 from wasmtee.wasi.constants import Errno
 
 from test_wasi import FakeCaller, FakeMemory
@@ -101,7 +101,8 @@ def wat_for(name: str, values: list[int], data: dict[int, bytes]) -> str:
       (func (export "run") (result i32) (call $f {consts})))"""
 
 
-def run_wasmtime(name: str, values: list[int], data: dict[int, bytes], root: Path, tmp: Path):
+def run_wasmtime(name: str, values: list[int], data: dict[int, bytes], root: Path, tmp: Path,
+                 read_only: bool = False):
     import wasmtime
 
     engine = wasmtime.Engine()
@@ -109,7 +110,10 @@ def run_wasmtime(name: str, values: list[int], data: dict[int, bytes], root: Pat
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     config = wasmtime.WasiConfig()
-    config.preopen_dir(str(root), "/sandbox")
+    if read_only:
+        config.preopen_dir(str(root), "/sandbox", False)
+    else:
+        config.preopen_dir(str(root), "/sandbox")
     config.argv = ["prog", "arg"]
     config.env = [("KEY", "value")]
     config.stdout_file = str(tmp / "stdout")
@@ -122,10 +126,11 @@ def run_wasmtime(name: str, values: list[int], data: dict[int, bytes], root: Pat
     return errno, out
 
 
-def run_wasmtee(name: str, values: list[int], data: dict[int, bytes], root: Path, tmp: Path):
+def run_wasmtee(name: str, values: list[int], data: dict[int, bytes], root: Path, tmp: Path,
+                read_only: bool = False):
     config = WasiConfig(argv=["prog", "arg"], env={"KEY": "value"},
                         stdout=open(tmp / "stdout.ours", "wb"))
-    config.preopen_dir(str(root), "/sandbox")
+    config.preopen_dir(str(root), "/sandbox", read_only)
     ctx = WasiContext(config)
     memory = FakeMemory()
     memory.size = 65536
@@ -246,7 +251,8 @@ CASES = [
 
 # Known differences, where both results are valid WASI errnos for the case.
 #  - wasmtime reports escapes from a preopen as PERM (63); wasmtee as NOTCAPABLE (76).
-#  - wasmtime's proc_raise traps; wasmtee returns NOSYS (52), so it is left out.
+#  - proc_raise stops the guest in both: wasmtime with an error, wasmtee with
+#    UnsupportedHostCall.
 EQUIVALENT = {63: 76}
 
 
@@ -260,8 +266,6 @@ def _iov_data() -> dict[int, bytes]:
 
 @pytest.mark.parametrize("name,args,exact", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_call_matches_wasmtime(name, args, exact, tmp_path):
-    if name == "proc_raise":
-        pytest.skip("wasmtime traps in proc_raise; wasmtee returns NOSYS (tested in test_wasi)")
     values, data = layout(args)
     data.update(_iov_data())
     ref_root, our_root = tmp_path / "ref", tmp_path / "ours"
@@ -272,6 +276,10 @@ def test_call_matches_wasmtime(name, args, exact, tmp_path):
     except wasmtime.WasmtimeError as exc:
         # wasmtime traps on out-of-bounds pointers (wasmtee too) and on unknown
         # enum values such as a clock id (wasmtee returns INVAL, as WAMR does).
+        if "proc_raise unsupported" in str(exc):
+            with pytest.raises(UnsupportedHostCall):
+                run_wasmtee(name, values, data, our_root, tmp_path)
+            return
         if "Invalid enum value" in str(exc):
             assert run_wasmtee(name, values, data, our_root, tmp_path)[0] == Errno.INVAL
             return
@@ -284,3 +292,68 @@ def test_call_matches_wasmtime(name, args, exact, tmp_path):
     if exact:
         assert our_out == ref_out
     assert snapshot(our_root) == snapshot(ref_root)
+
+
+# The rights wasi-libc's open() requests for O_RDONLY and O_WRONLY.
+_LIBC_BASE = ALL & ~(1 | 2 | 64 | 256 | (1 << 14) | (1 << 22))
+LIBC_RDONLY = _LIBC_BASE | 2 | (1 << 14)
+LIBC_WRONLY = _LIBC_BASE | 1 | 64 | 256 | (1 << 22)
+
+# Calls on a read-only preopen (wasmtime's fs_mutable=False, wasmtee's read_only=True).
+READ_ONLY_CASES = [
+    ("path_open", (3, 1, S("file.txt"), 0, LIBC_RDONLY, LIBC_RDONLY, 0, OUT)),
+    ("path_open", (3, 1, S("file.txt"), 0, LIBC_WRONLY, LIBC_WRONLY, 0, OUT)),
+    ("path_open", (3, 1, S("file.txt"), 0, LIBC_WRONLY | LIBC_RDONLY, LIBC_RDONLY, 0, OUT)),
+    ("path_open", (3, 1, S("file.txt"), 8, LIBC_RDONLY, LIBC_RDONLY, 0, OUT)),
+    ("path_open", (3, 1, S("new.txt"), 1, LIBC_RDONLY, LIBC_RDONLY, 0, OUT)),
+    ("path_open", (3, 1, S("missing"), 0, LIBC_WRONLY, LIBC_WRONLY, 0, OUT)),
+    ("path_open", (3, 1, S("dir"), 2, LIBC_RDONLY, LIBC_RDONLY, 0, OUT)),
+    ("path_open", (3, 1, S("dir"), 2, ALL, ALL, 0, OUT)),
+    ("path_create_directory", (3, S("newdir"))),
+    ("path_create_directory", (3, S("dir"))),
+    ("path_unlink_file", (3, S("file.txt"))),
+    ("path_unlink_file", (3, S("missing"))),
+    ("path_remove_directory", (3, S("empty"))),
+    ("path_rename", (3, S("file.txt"), 3, S("moved"))),
+    ("path_symlink", (S("file.txt"), 3, S("new_link"))),
+    ("path_link", (3, 0, S("file.txt"), 3, S("hard"))),
+    ("path_filestat_set_times", (3, 0, S("file.txt"), 0, 0, 10)),
+    ("fd_filestat_set_times", (3, 0, 0, 2)),
+    ("path_readlink", (3, S("link"), OUT, 64, OUT + 100)),
+    ("path_filestat_get", (3, 1, S("file.txt"), OUT)),
+]
+
+
+def _wasmtime_has_read_only_preopens() -> bool:
+    import inspect
+
+    return len(inspect.signature(wasmtime.WasiConfig.preopen_dir).parameters) > 3
+
+
+@pytest.mark.skipif(not _wasmtime_has_read_only_preopens(),
+                    reason="this wasmtime package has no read-only preopens "
+                    "(WasiConfig.preopen_dir takes no fs_mutable argument)")
+@pytest.mark.parametrize("name,args", READ_ONLY_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(READ_ONLY_CASES)])
+def test_read_only_call_matches_wasmtime(name, args, tmp_path):
+    values, data = layout(args)
+    ref_root, our_root = tmp_path / "ref", tmp_path / "ours"
+    make_tree(ref_root)
+    make_tree(our_root)
+    ref_errno, _ref_out = run_wasmtime(name, values, data, ref_root, tmp_path, read_only=True)
+    our_errno, _our_out = run_wasmtee(name, values, data, our_root, tmp_path, read_only=True)
+    assert _normalize(our_errno) == _normalize(ref_errno)
+    assert snapshot(our_root) == snapshot(ref_root)
+
+
+def test_readlink_of_absolute_target_matches_wasmtime(tmp_path):
+    values, data = layout((3, S("abs"), OUT, 64, OUT + 100))
+    results = []
+    for runner, root in ((run_wasmtime, tmp_path / "ref"), (run_wasmtee, tmp_path / "ours")):
+        make_tree(root)
+        (root / "abs").symlink_to(root / "file.txt")
+        errno, out = runner("path_readlink", values, data, root, tmp_path)
+        # Neither runtime may write the host path into guest memory.
+        assert str(root).encode() not in out
+        results.append(_normalize(errno))
+    assert results[0] == results[1] == _normalize(Errno.NOTCAPABLE)

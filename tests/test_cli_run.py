@@ -72,6 +72,8 @@ def test_help_documents_every_option():
     ["run", "--timeout", "nan", "x.wasm"],
     ["run", "--timeout", "inf", "x.wasm"],
     ["wast", "--timeout", "0", "x.wast"],
+    ["wast", "missing-script.wast"],
+    ["wast", "."],
     ["compile", "--opt-level", "7", "x.wasm"],
 ])
 def test_bad_arguments_exit_2(args):

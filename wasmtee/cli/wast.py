@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from wasmtee.cli.arguments import positive_seconds
+from wasmtee.errors import UsageError
 from wasmtee.script.runner import DEFAULT_COMMAND_TIMEOUT, Summary, run_script_file
 
 
@@ -40,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A script that cannot be opened is a usage error (status 2), as in run and inspect.
+    for path in args.files:
+        if os.path.isdir(path):
+            raise UsageError(f"cannot read script {path!r}: it is a directory")
+        if not os.path.exists(path):
+            raise UsageError(f"cannot read script {path!r}: no such file")
+        if not os.access(path, os.R_OK):
+            raise UsageError(f"cannot read script {path!r}: permission denied")
     total = Summary()
     out = sys.stdout
     for path in args.files:

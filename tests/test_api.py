@@ -814,6 +814,16 @@ def test_funcref_values_of_another_store_rejected(engine):
     with pytest.raises(Trap, match="belongs to a different store") as info:
         leak(store_a)
     assert info.value.code is TrapCode.HOST_ERROR
+    # So does a linker host function, which learns the store from its Caller.
+    linker = Linker(engine)
+    linker.define_func("host", "leak", FuncType((), (ValType.FUNCREF,)),
+                       lambda caller: foreign, access_caller=True)
+    calls_leak = linker.instantiate(store_a, Module(engine, """
+      (module (import "host" "leak" (func $leak (result funcref)))
+        (func (export "run") (result funcref) (call $leak)))""")).exports(store_a)["run"]
+    with pytest.raises(Trap, match="belongs to a different store") as info:
+        calls_leak(store_a)
+    assert info.value.code is TrapCode.HOST_ERROR
 
 
 # -- grow failures ---------------------------------------------------------------------

@@ -229,7 +229,8 @@ def _api_host(
         def raw_with_caller(caller: Caller, *args: Any) -> Any:
             if not simple:
                 args = tuple(from_raw(t, a) for t, a in zip(params, args))
-            return _results_to_raw(results, fn(caller, *args), store)
+            owner = store if store is not None else caller.store
+            return _results_to_raw(results, fn(caller, *args), owner)
 
         return raw_with_caller
 

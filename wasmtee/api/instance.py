@@ -100,7 +100,11 @@ class Instance:
         return self._exports
 
     def close(self) -> None:
-        """Release the memories this instance defined."""
+        """Release the memories this instance defined.
+
+        Later API uses of those memories raise UsageError, and wasm accesses
+        to them trap with MEMORY_OUT_OF_BOUNDS. The store stays open.
+        """
         self._instance.close()
 
     def __enter__(self) -> Self:

@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="preopen the host directory HOST, visible to the guest as GUEST "
                         "(default: the same path); repeatable")
     parser.add_argument("--dir-ro", action="append", default=[], metavar="HOST[::GUEST]",
-                        help="like --dir, but the guest can only read: writes fail with "
-                        "EROFS or ENOTCAPABLE")
+                        help="like --dir, but the guest can only read: opening for writing "
+                        "and every change fail with EPERM, as in wasmtime")
     parser.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                         help="pass an environment variable (NAME alone copies the host's "
                         "value); the host environment is not passed otherwise")

@@ -484,3 +484,23 @@ def test_help_documents_exit_status():
         assert proc.returncode == 0
         assert b"Exit status" in text, command
         assert b"2 for bad arguments" in text, command
+
+
+@needs_engine
+def test_dir_ro_program_reads_not_writes(tmp_path):
+    data = tmp_path / "data"
+    (data / "out").mkdir(parents=True)
+    (data / "in.txt").write_bytes(b"alpha\nneedle one\n")
+    before = sorted(path.name for path in data.rglob("*"))
+    examples = REPO / "examples" / "wasi"
+    proc = wasmtee("run", "--dir-ro", f"{data}::/data", str(examples / "grep.wasm"),
+                   "needle", "/data/in.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"2:needle one\n"
+    # copy.c creates the parent directory first, then opens the target with fopen("wb").
+    proc = wasmtee("run", "--dir-ro", f"{data}::/data", str(examples / "copy.wasm"),
+                   "/data/in.txt", "/data/out/copy.txt")
+    assert proc.returncode == 1
+    assert b"Operation not permitted" in proc.stderr
+    assert sorted(path.name for path in data.rglob("*")) == before
+    assert (data / "in.txt").read_bytes() == b"alpha\nneedle one\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 
@@ -530,3 +531,103 @@ def test_recursion_traps_at_each_opt_level(opt_level: int) -> None:
             exports[name](store, *args)
         assert info.value.code is TrapCode.STACK_EXHAUSTED, f"{name} at -O{opt_level}"
     assert exports["fac"](store, 10) == 3628800
+
+
+# Functions that call each other directly and through a table, so a module
+# split into one chunk per function must link calls across chunks.
+CROSS_CHUNK = """
+(module
+  (type $unary (func (param i32) (result i32)))
+  (table 2 funcref)
+  (elem (i32.const 0) $double $triple)
+  (func $double (param i32) (result i32) (i32.mul (local.get 0) (i32.const 2)))
+  (func $triple (param i32) (result i32) (i32.mul (local.get 0) (i32.const 3)))
+  (func $both (export "both") (param i32) (result i32)
+    (i32.add (call $double (local.get 0))
+             (call_indirect (type $unary) (local.get 0) (i32.const 1))))
+  (func $fib (export "fib") (param i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get 0) (i32.const 2))
+      (then (local.get 0))
+      (else (i32.add (call $fib (i32.sub (local.get 0) (i32.const 1)))
+                     (call $fib (i32.sub (local.get 0) (i32.const 2))))))))
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_chunked_compile_links_calls(monkeypatch, workers: str) -> None:
+    from wasmtee.llvm import jit
+
+    monkeypatch.setattr(jit, "CHUNK_INSTRUCTIONS", 1)
+    monkeypatch.setattr(jit, "MIN_CHUNKS_FOR_WORKERS", 2)
+    monkeypatch.setenv("WASMTEE_COMPILE_WORKERS", workers)
+    compiled: list[int] = []
+    original = jit.compile_objects
+
+    def counting(*args: object, **kwargs: object) -> list[bytes]:
+        objects = original(*args, **kwargs)
+        compiled.append(len(objects))
+        return objects
+
+    monkeypatch.setattr(jit, "compile_objects", counting)
+    store, exports = instantiate(CROSS_CHUNK)
+    assert compiled == [4]
+    assert exports["both"](store, 7) == 35
+    assert exports["fib"](store, 15) == 610
+
+
+def test_worker_reports_invalid_ir() -> None:
+    from wasmtee.llvm import workers
+
+    with pytest.raises(CompileError, match="LLVM rejected the generated IR"):
+        workers.compile_in_workers(iter(["define void @f( {"]), 1, 1, None, 2)
+
+
+def test_large_module_gets_fast_opt_level(monkeypatch) -> None:
+    from wasmtee.binary import encode_module
+    from wasmtee.llvm import aot, jit
+    from wasmtee.text import parse_wat
+
+    wasm = encode_module(parse_wat(CROSS_CHUNK))
+    assert aot.read_artifact(aot.compile_artifact(wasm))[0].opt_level == jit.DEFAULT_OPT_LEVEL
+    monkeypatch.setattr(jit, "LARGE_MODULE_INSTRUCTIONS", 10)
+    assert aot.read_artifact(aot.compile_artifact(wasm))[0].opt_level == jit.FAST_OPT_LEVEL
+    assert aot.read_artifact(aot.compile_artifact(wasm, opt_level=3))[0].opt_level == 3
+    store, exports = instantiate(CROSS_CHUNK)
+    assert exports["fib"](store, 15) == 610
+
+
+def test_opt_level_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv("WASMTEE_OPT_LEVEL", "0")
+    assert call(FIB, "fib", 12) == 144
+    monkeypatch.setenv("WASMTEE_OPT_LEVEL", "fast")
+    with pytest.raises(CompileError, match="WASMTEE_OPT_LEVEL 'fast'"):
+        instantiate(FIB)
+    monkeypatch.setenv("WASMTEE_OPT_LEVEL", "7")
+    with pytest.raises(CompileError, match="invalid LLVM opt level 7"):
+        instantiate(FIB)
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_compile_progress_draws_only_on_terminals(monkeypatch) -> None:
+    from wasmtee.llvm import jit
+
+    terminal = FakeTerminal()
+    progress = jit.CompileProgress(123, 1, terminal)
+    progress.started -= 10  # as if the compile had run for 10 s
+    progress(1, 2)
+    progress(2, 2)
+    assert "compiling 123 wasm instructions" in terminal.getvalue()
+    assert "2/2" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\n")
+    pipe = io.StringIO()
+    progress = jit.CompileProgress(123, 1, pipe)
+    progress.started -= 10
+    progress(1, 1)
+    assert pipe.getvalue() == ""
+    quick = FakeTerminal()
+    jit.CompileProgress(123, 1, quick)(1, 1)
+    assert quick.getvalue() == ""

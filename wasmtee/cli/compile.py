@@ -25,8 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("module", help="the .wasm or .wat file to compile")
     parser.add_argument("-o", "--output", help="artifact path (default: MODULE with .cwasm)")
     parser.add_argument(
-        "--opt-level", type=int, choices=[0, 1, 2, 3], default=2,
-        help="LLVM optimisation level (default: 2)",
+        "--opt-level", type=int, choices=[0, 1, 2, 3], default=None,
+        help=(
+            "optimisation level: 0 and 1 compile fast (1 promotes locals to registers), "
+            "2 and 3 run LLVM's -O2 and -O3 pipelines (default: 2, or 1 for large modules)"
+        ),
     )
     parser.add_argument(
         "--target-cpu", metavar="CPU",

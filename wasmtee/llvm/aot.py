@@ -272,20 +272,22 @@ def store_cached(wasm: bytes, objects: list[bytes], options: lower.Options, opt_
 ProgressCallback = Callable[[int, int], None]
 
 
-def compile_artifact(wasm: bytes, opt_level: int = 2, consume_fuel: bool = False,
+def compile_artifact(wasm: bytes, opt_level: int | None = None, consume_fuel: bool = False,
                      interruptible: bool = False, progress: ProgressCallback | None = None,
                      cpu: str | None = None) -> bytes:
     """Decode, validate and compile a module, returning the artifact's bytes.
 
+    `opt_level` None picks the level by module size (see `jit.choose_opt_level`).
     `cpu` is an LLVM CPU name (None: this host's CPU with all its features).
     Raises DecodeError, ValidationError or CompileError.
     """
     from wasmtee.binary import decode_module
-    from wasmtee.llvm.jit import compile_objects
+    from wasmtee.llvm.jit import choose_opt_level, compile_objects
     from wasmtee.valid import validate_module
 
     module = decode_module(wasm)
     info = validate_module(module)
+    opt_level = choose_opt_level(module, opt_level)
     options = lower.Options(consume_fuel=consume_fuel, interruptible=interruptible)
     objects = compile_objects(module, list(info.func_types), options, opt_level, cpu=cpu, progress=progress)
     return write_artifact(wasm, objects, options, opt_level, cpu=cpu)

@@ -27,7 +27,9 @@ import ctypes
 import logging
 import os
 import resource
+import sys
 import threading
+import time
 import weakref
 from typing import Any, Callable, Iterator
 
@@ -168,8 +170,27 @@ class ReferenceTable:
 REFERENCES = ReferenceTable()
 
 
-# Functions per LLVM module when compiling; each chunk is one progress step.
-CHUNK_SIZE = 400
+# Wasm instructions per LLVM module when compiling; each chunk is one progress
+# step. Chunks keep LLVM's memory use bounded and let workers share the work.
+CHUNK_INSTRUCTIONS = 40_000
+# Smaller modules compile in this process, because starting a worker costs
+# about as much as compiling a few thousand instructions.
+MIN_CHUNKS_FOR_WORKERS = 3
+
+# Opt levels: 0 runs no IR passes and 1 runs FAST_PASSES, and both use LLVM's
+# -O0 code generator (FastISel and the fast register allocator). 2 and 3 run
+# LLVM's default -O2 and -O3 pipelines and code generators. SROA alone turns
+# the locals' allocas into SSA values. Adding instcombine and simplifycfg
+# doubled the compile time of graphviz.wasm and gained little speed on the
+# bench/ programs, so level 1 leaves them out.
+FAST_PASSES = ("sroa",)
+FAST_OPT_LEVEL = 1
+DEFAULT_OPT_LEVEL = 2
+
+# Modules with more wasm instructions than this compile at FAST_OPT_LEVEL
+# unless a level is requested. Estimate from one 2-core x86-64 machine: level 2
+# compiles about 6,000 instructions per second and level 1 about ten times that.
+LARGE_MODULE_INSTRUCTIONS = 50_000
 
 
 def target_machine(opt_level: int, cpu: str | None = None) -> Any:
@@ -177,41 +198,105 @@ def target_machine(opt_level: int, cpu: str | None = None) -> Any:
     target = llvm.Target.from_default_triple()
     cpu_name = cpu or llvm.get_host_cpu_name()
     features = llvm.get_host_cpu_features().flatten() if cpu is None else ""
+    codegen_level = opt_level if opt_level > FAST_OPT_LEVEL else 0
     return target.create_target_machine(
-        cpu=cpu_name, features=features, opt=opt_level, reloc="pic", codemodel="default"
+        cpu=cpu_name, features=features, opt=codegen_level, reloc="pic", codemodel="default"
     )
+
+
+def code_size(module: Module) -> int:
+    """Return the number of wasm instructions in the module's defined functions."""
+    return sum(len(func.body) for func in module.funcs)
+
+
+def choose_opt_level(module: Module, requested: int | None) -> int:
+    """Return `requested`, or for None the default level for a module of this size."""
+    if requested is not None:
+        if requested not in (0, 1, 2, 3):
+            raise CompileError(f"invalid LLVM opt level {requested!r} (expected 0, 1, 2 or 3)")
+        return requested
+    size = code_size(module)
+    if size > LARGE_MODULE_INSTRUCTIONS:
+        log.info("compiling %d wasm instructions at opt level %d (large module)", size, FAST_OPT_LEVEL)
+        return FAST_OPT_LEVEL
+    return DEFAULT_OPT_LEVEL
+
+
+def plan_chunks(module: Module, first_defined: int) -> list[list[int]]:
+    """Split the defined functions into runs of about CHUNK_INSTRUCTIONS instructions."""
+    chunks: list[list[int]] = [[]]
+    size = 0
+    for offset, func in enumerate(module.funcs):
+        if chunks[-1] and size + len(func.body) > CHUNK_INSTRUCTIONS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(first_defined + offset)
+        size += len(func.body)
+    return chunks
+
+
+def optimize(llvm: Any, llvm_module: Any, machine: Any, opt_level: int) -> None:
+    if opt_level == 0:
+        return
+    if opt_level == FAST_OPT_LEVEL:
+        manager = llvm.create_new_module_pass_manager()
+        for name in FAST_PASSES:
+            getattr(manager, f"add_{name}_pass")()
+        builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=1))
+        manager.run(llvm_module, builder)
+        return
+    tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+    builder = llvm.create_pass_builder(machine, tuning)
+    builder.getModulePassManager().run(llvm_module, builder)
+
+
+def compile_ir(ir: str, opt_level: int, cpu: str | None = None) -> bytes:
+    """Parse, verify, optimise and compile one chunk's IR text to an object file."""
+    llvm = _initialize_llvm()
+    machine = target_machine(opt_level, cpu)
+    with _llvm_lock:
+        try:
+            llvm_module = llvm.parse_assembly(ir)
+            llvm_module.verify()
+        except RuntimeError as exc:
+            raise CompileError(f"LLVM rejected the generated IR: {exc}") from None
+        optimize(llvm, llvm_module, machine, opt_level)
+        return bytes(machine.emit_object(llvm_module))
 
 
 def compile_objects(
     module: Module,
     func_types: list[FuncType],
     options: lower.Options,
-    opt_level: int = 2,
+    opt_level: int = DEFAULT_OPT_LEVEL,
     cpu: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> list[bytes]:
-    """Compile every defined function to native object files, one per chunk."""
-    llvm = _initialize_llvm()
+    """Compile every defined function to native object files, one per chunk.
+
+    With `workers` None, modules of at least MIN_CHUNKS_FOR_WORKERS chunks
+    compile in `workers.default_worker_count()` child processes. Set it to 0
+    to compile in this process.
+    """
+    from wasmtee.llvm import workers as worker_pool
+
     lowering = lower.ModuleLowering(module, func_types, options)
-    defined = list(range(lowering.num_imported_funcs, len(func_types)))
-    chunks = [defined[i:i + CHUNK_SIZE] for i in range(0, len(defined), CHUNK_SIZE)] or [[]]
-    machine = target_machine(opt_level, cpu)
+    chunks = plan_chunks(module, lowering.num_imported_funcs)
+    irs = (lowering.module_ir(chunk, entries=index == 0) for index, chunk in enumerate(chunks))
+    if workers is None:
+        workers = worker_pool.default_worker_count() if len(chunks) >= MIN_CHUNKS_FOR_WORKERS else 0
+    if workers > 1 and len(chunks) > 1:
+        try:
+            return worker_pool.compile_in_workers(irs, len(chunks), opt_level, cpu, workers, progress)
+        except OSError as exc:
+            log.warning("compiling in this process: could not start LLVM worker processes (%s)", exc)
+            irs = (lowering.module_ir(chunk, entries=index == 0) for index, chunk in enumerate(chunks))
     objects = []
-    for done, chunk in enumerate(chunks):
-        ir = lowering.module_ir(chunk, entries=done == 0)
-        with _llvm_lock:
-            try:
-                llvm_module = llvm.parse_assembly(ir)
-                llvm_module.verify()
-            except RuntimeError as exc:
-                raise CompileError(f"LLVM rejected the generated IR: {exc}") from None
-            if opt_level:
-                tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
-                builder = llvm.create_pass_builder(machine, tuning)
-                builder.getModulePassManager().run(llvm_module, builder)
-            objects.append(bytes(machine.emit_object(llvm_module)))
+    for done, ir in enumerate(irs, start=1):
+        objects.append(compile_ir(ir, opt_level, cpu))
         if progress is not None:
-            progress(done + 1, len(chunks))
+            progress(done, len(chunks))
     return objects
 
 
@@ -613,13 +698,15 @@ class LlvmTier:
         """Compile `module`, or load its machine code from the JIT cache.
 
         The cache is keyed by the module's binary encoding, the wasmtee
-        version, the host CPU and the options (see `aot.cache_path`). Set
-        WASMTEE_JIT_CACHE=0 in the environment to bypass it.
+        version, the host CPU, the options and the opt level (see
+        `aot.cache_path`). Set WASMTEE_JIT_CACHE=0 in the environment to
+        bypass it. WASMTEE_OPT_LEVEL (0 to 3) overrides the opt level that
+        `choose_opt_level` picks by module size.
         """
         func_types = list(info.func_types)
         options = options_from_config(config)
-        opt_level = int(getattr(config, "llvm_opt_level", DEFAULT_OPT_LEVEL))
         try:
+            opt_level = choose_opt_level(module, requested_opt_level(config))
             objects = _PRELOADED.get(id(module))
             wasm = None
             if objects is None and jit_cache_enabled(config):
@@ -627,7 +714,8 @@ class LlvmTier:
             if wasm is not None:
                 objects = aot.load_cached(wasm, options, opt_level)
             if objects is None:
-                objects = compile_objects(module, func_types, options, opt_level, progress=log_progress)
+                progress = CompileProgress(code_size(module), opt_level)
+                objects = compile_objects(module, func_types, options, opt_level, progress=progress)
                 if wasm is not None:
                     aot.store_cached(wasm, objects, options, opt_level)
             return CompiledModule(module, func_types, options, objects)
@@ -637,7 +725,55 @@ class LlvmTier:
             raise CompileError(f"LLVM compilation failed: {exc}") from exc
 
 
-DEFAULT_OPT_LEVEL = 2
+def requested_opt_level(config: Any) -> int | None:
+    """Return the opt level set by WASMTEE_OPT_LEVEL or the config, or None for the default."""
+    text = os.environ.get("WASMTEE_OPT_LEVEL", "").strip()
+    if text:
+        try:
+            return int(text)
+        except ValueError:
+            raise CompileError(f"invalid WASMTEE_OPT_LEVEL {text!r} (expected 0, 1, 2 or 3)") from None
+    return getattr(config, "llvm_opt_level", None)
+
+
+class CompileProgress:
+    """Report compile progress: an INFO log line per chunk, and a bar on stderr when it is a terminal.
+
+    The bar appears only once a compile has run for SHOW_AFTER seconds, so
+    small modules print nothing.
+    """
+
+    SHOW_AFTER = 1.0
+
+    def __init__(self, instructions: int, opt_level: int, stream: Any = None) -> None:
+        self.instructions = instructions
+        self.opt_level = opt_level
+        self.stream = stream if stream is not None else sys.stderr
+        self.started = time.monotonic()
+        self.drawn = False
+        try:
+            self.terminal = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.terminal = False
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.started
+        log.info("compiled chunk %d of %d at opt level %d (%.1f s)", done, total, self.opt_level, elapsed)
+        if not self.terminal or (elapsed < self.SHOW_AFTER and not self.drawn):
+            return
+        width = 30
+        filled = width * done // total
+        remaining = elapsed / done * (total - done)
+        self.stream.write(
+            f"\rwasmtee: compiling {self.instructions} wasm instructions "
+            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}, "
+            f"{elapsed:.0f} s, about {remaining:.0f} s left "
+        )
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+        self.drawn = True
+
 
 # Object files that `aot.load_module` hands to the next compile of a model, by id(model).
 _PRELOADED: dict[int, list[bytes]] = {}
@@ -668,10 +804,6 @@ def cache_key_bytes(module: Module) -> bytes | None:
     except (WasmteeError, ValueError, TypeError, KeyError) as exc:
         log.info("not using the JIT cache: the module cannot be encoded (%s)", exc)
         return None
-
-
-def log_progress(done: int, total: int) -> None:
-    log.info("compiled chunk %d of %d (%d functions per chunk)", done, total, CHUNK_SIZE)
 
 
 def module_tables(module: Module) -> list[Any]:

@@ -208,6 +208,8 @@ class FunctionLowering:
         self.frames: list[Frame] = []
         self.reachable = True
         self.trap_blocks: dict[TrapCode, str] = {}
+        # Defined functions that this one calls directly; a chunk declares them.
+        self.callees: set[int] = set()
 
     # -- helpers ---------------------------------------------------------
 
@@ -277,6 +279,8 @@ class FunctionLowering:
         )
         sep = ", " if header_params else ""
         self.local_slots = []
+        self.emit(f"%membasep = getelementptr i8, ptr %ctx, i64 {CTX_MEM_BASE}")
+        self.emit(f"%memsizep = getelementptr i8, ptr %ctx, i64 {CTX_MEM_SIZE}")
         # The stack check runs before the frame's locals are touched.
         self.entry_checks()
         for index, val_type in enumerate(self.local_types):
@@ -525,6 +529,7 @@ class FunctionLowering:
 
     def call(self, instr: Instr) -> None:
         callee_type = self.owner.func_types[instr.imm]
+        self.callees.add(instr.imm)
         self.emit_call(f"@f{instr.imm}", callee_type)
 
     def emit_call(self, callee: str, callee_type: FuncType) -> None:
@@ -665,11 +670,13 @@ class FunctionLowering:
         """Bounds-check an access and return a pointer into linear memory."""
         base64 = self.value(f"zext i32 {base} to i64")
         end = self.value(f"add i64 {base64}, {offset + width}")
-        _, size = self.ctx_field(CTX_MEM_SIZE, "i64")
+        # Both fields are loaded at every access because memory.grow and host
+        # calls change them. %memsizep and %membasep are set up in `lower`.
+        size = self.value("load i64, ptr %memsizep, !tbaa !3")
         outside = self.value(f"icmp ugt i64 {end}, {size}")
         self.trap_if(outside, TrapCode.MEMORY_OUT_OF_BOUNDS)
-        _, memory = self.ctx_field(CTX_MEM_BASE, "ptr")
-        effective = self.value(f"add i64 {base64}, {offset}")
+        memory = self.value("load ptr, ptr %membasep, !tbaa !3")
+        effective = self.value(f"add i64 {base64}, {offset}") if offset else base64
         return self.value(f"getelementptr i8, ptr {memory}, i64 {effective}")
 
     def load(self, instr: Instr, info: op.OpInfo) -> None:
@@ -1177,22 +1184,27 @@ class ModuleLowering:
         """Return one LLVM module: the given defined functions, and the entry trampolines.
 
         With `func_indices` None the module holds every defined function. A
-        partial module declares the other defined functions, so several
-        partial modules link together in one execution engine. Exactly one of
-        them must have `entries` True.
+        partial module declares the defined functions that its own functions
+        call, so several partial modules link together in one execution
+        engine. Exactly one of them must have `entries` True.
         """
         total = len(self.func_types)
         defined = range(self.num_imported_funcs, total)
         selected = list(defined) if func_indices is None else list(func_indices)
         chosen = set(selected)
+        bodies = []
+        callees: set[int] = set()
+        for func_index in selected:
+            function = FunctionLowering(self, func_index)
+            bodies.append(function.lower())
+            callees |= function.callees
         parts = [PRELUDE, "declare i32 @_setjmp(ptr) returns_twice\n"]
         for func_index in range(self.num_imported_funcs):
             parts.append(self.import_thunk(func_index))
-        for func_index in defined:
-            if func_index not in chosen:
+        for func_index in sorted(callees - chosen):
+            if func_index >= self.num_imported_funcs:
                 parts.append(self.declaration(func_index))
-        for func_index in selected:
-            parts.append(FunctionLowering(self, func_index).lower())
+        parts.extend(bodies)
         if entries:
             for func_type in self.type_ids:
                 parts.append(self.entry_trampoline(func_type))

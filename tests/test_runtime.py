@@ -797,3 +797,17 @@ def test_host_function_that_closes_its_store_raises():
         host.call()
     free = HostFunction(FuncType((), (I32,)), lambda: 5)
     assert free.call() == 5
+
+
+def test_memory_pin_delays_unmap_until_unpin():
+    mem = MemoryInstance(MemoryType(Limits(1)))
+    mem.write(0, b"\x07")
+    pin = mem.pin()
+    assert pin is not None
+    mem.close()
+    # Still mapped: the pages read as zeros instead of faulting.
+    assert not mem.buf.closed
+    assert pin[0] == 0
+    mem.unpin(pin)
+    assert mem.buf.closed
+    assert mem.pin() is None

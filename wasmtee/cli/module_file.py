@@ -11,6 +11,7 @@ the file is not and shows its first bytes.
 from __future__ import annotations
 
 import enum
+import re
 
 from wasmtee.errors import DecodeError, UsageError
 
@@ -29,6 +30,10 @@ _SIGNATURES = [
     (b"\x89PNG", "a PNG image"),
     (b"%PDF", "a PDF document"),
 ]
+
+
+# C0 control characters except tab (09), line feed (0a) and carriage return (0d).
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 class ModuleKind(enum.Enum):
@@ -87,7 +92,7 @@ def _as_text(data: bytes) -> str | None:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if any(ord(char) < 0x20 and char not in "\t\n\r" for char in text):
+    if _CONTROL_CHARACTER.search(text):
         return None
     return text
 

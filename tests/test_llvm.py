@@ -631,3 +631,17 @@ def test_compile_progress_draws_only_on_terminals(monkeypatch) -> None:
     quick = FakeTerminal()
     jit.CompileProgress(123, 1, quick)(1, 1)
     assert quick.getvalue() == ""
+
+
+def test_cache_key_uses_source_binary(monkeypatch) -> None:
+    import wasmtee.binary
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the module was encoded again for the cache key")
+
+    monkeypatch.setattr(wasmtee.binary, "encode_module", fail)
+    engine = Engine(Config(tier="llvm"))
+    module = Module(engine, fib_wasm())
+    assert not hasattr(module._model, "source_binary")
+    store = Store(engine)
+    assert Instance(store, module, []).exports(store)["fib"](store, 10) == 55

@@ -87,6 +87,11 @@ class Module:
 
     def __init__(self, engine: Engine, wasm: bytes | bytearray | str) -> None:
         model = _parse(wasm)
+        if isinstance(wasm, (bytes, bytearray)) and wasm[:4] == b"\0asm":
+            # The llvm tier keys its JIT cache by the binary; handing it the
+            # source saves re-encoding the model. It takes the attribute off,
+            # so a later edit of the model cannot reuse a stale key.
+            setattr(model, "source_binary", bytes(wasm))
         self._init(engine, model)
         size = len(wasm) if isinstance(wasm, (bytes, bytearray, str)) else 0
         logger.info(

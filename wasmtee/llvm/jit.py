@@ -217,7 +217,7 @@ def choose_opt_level(module: Module, requested: int | None) -> int:
         return requested
     size = code_size(module)
     if size > LARGE_MODULE_INSTRUCTIONS:
-        log.info("compiling %d wasm instructions at opt level %d (large module)", size, FAST_OPT_LEVEL)
+        log.info("using opt level %d for a large module (%d wasm instructions)", FAST_OPT_LEVEL, size)
         return FAST_OPT_LEVEL
     return DEFAULT_OPT_LEVEL
 
@@ -705,12 +705,15 @@ class LlvmTier:
         """
         func_types = list(info.func_types)
         options = options_from_config(config)
+        # Set by `wasmtee.api.module.Module` for binaries; taken off so that
+        # the model cannot carry it past a later edit.
+        source = module.__dict__.pop("source_binary", None)
         try:
             opt_level = choose_opt_level(module, requested_opt_level(config))
             objects = _PRELOADED.get(id(module))
             wasm = None
             if objects is None and jit_cache_enabled(config):
-                wasm = cache_key_bytes(module)
+                wasm = cache_key_bytes(module, source if isinstance(source, bytes) else None)
             if wasm is not None:
                 objects = aot.load_cached(wasm, options, opt_level)
             if objects is None:
@@ -795,10 +798,15 @@ def jit_cache_enabled(config: Any) -> bool:
     return bool(getattr(config, "cache", True))
 
 
-def cache_key_bytes(module: Module) -> bytes | None:
-    """Return the module's binary encoding, which keys the JIT cache, or None if it cannot be encoded."""
+def cache_key_bytes(module: Module, source: bytes | None = None) -> bytes | None:
+    """Return the module's binary encoding, which keys the JIT cache, or None if it cannot be encoded.
+
+    `source` is the binary that the module was decoded from, when known.
+    """
     from wasmtee.binary import encode_module
 
+    if source is not None:
+        return source
     try:
         return encode_module(module)
     except (WasmteeError, ValueError, TypeError, KeyError) as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from wasmtee.errors import Trap, UnsupportedHostCall
+from wasmtee.errors import Trap
 from wasmtee.wasi.constants import Errno
 
 from test_wasi import FakeCaller, FakeMemory
@@ -251,8 +251,6 @@ CASES = [
 
 # Known differences, where both results are valid WASI errnos for the case.
 #  - wasmtime reports escapes from a preopen as PERM (63); wasmtee as NOTCAPABLE (76).
-#  - proc_raise stops the guest in both: wasmtime with an error, wasmtee with
-#    UnsupportedHostCall.
 EQUIVALENT = {63: 76}
 
 
@@ -276,10 +274,6 @@ def test_call_matches_wasmtime(name, args, exact, tmp_path):
     except wasmtime.WasmtimeError as exc:
         # wasmtime traps on out-of-bounds pointers (wasmtee too) and on unknown
         # enum values such as a clock id (wasmtee returns INVAL, as WAMR does).
-        if "proc_raise unsupported" in str(exc):
-            with pytest.raises(UnsupportedHostCall):
-                run_wasmtee(name, values, data, our_root, tmp_path)
-            return
         if "Invalid enum value" in str(exc):
             assert run_wasmtee(name, values, data, our_root, tmp_path)[0] == Errno.INVAL
             return

@@ -176,13 +176,6 @@ class Trap(WasmteeError):
         return str(self.args[0])
 
 
-class UnsupportedHostCall(WasmteeError):
-    """A guest called a host function that wasmtee does not implement, such as WASI's proc_raise.
-
-    Like WasiExit, it stops the guest without a trap.
-    """
-
-
 class WasiExit(WasmteeError):
     """A WASI program called `proc_exit`; `code` is its exit status."""
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wasmtee.errors import UnsupportedHostCall, WasiExit
+from wasmtee.errors import WasiExit
 from wasmtee.wasi.constants import (
     CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME, CLOCK_REALTIME, CLOCK_THREAD_CPUTIME,
     EVENT_CLOCK, EVENT_FD_READ, EVENT_FD_WRITE, EVENTRW_HANGUP, FDFLAG_APPEND,
@@ -168,10 +168,8 @@ class Preview1:
 
     def proc_raise(self, mem: GuestMemory, signal: int) -> int:
         # Preview1 has no signal delivery model, and wasi-libc's raise() never
-        # calls this. wasmtime 50 stops the guest with the error "proc_raise
-        # unsupported", and so does wasmtee.
-        raise UnsupportedHostCall(f"proc_raise({signal}) is not supported: WASI preview1 "
-                                  "has no signals, so the guest was stopped")
+        # calls this. wasmtime 50 returns NOTSUP, and so does wasmtee.
+        return Errno.NOTSUP
 
     # -- descriptors -------------------------------------------------------------
 

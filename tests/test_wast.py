@@ -22,9 +22,10 @@ def test_project_scripts_exist():
     assert len(SCRIPTS) >= 8
 
 
+@pytest.mark.parametrize("tier", ["python", "llvm"])
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
-def test_project_script_passes(script):
-    summary = run_script_file(script, tier="python")
+def test_project_script_passes(script, tier):
+    summary = run_script_file(script, tier=tier)
     failures = "\n".join(str(failure) for failure in summary.failures)
     assert summary.failed == 0, failures
     assert summary.skipped == 0, dict(summary.skip_reasons)

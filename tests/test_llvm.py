@@ -645,3 +645,32 @@ def test_cache_key_uses_source_binary(monkeypatch) -> None:
     assert not hasattr(module._model, "source_binary")
     store = Store(engine)
     assert Instance(store, module, []).exports(store)["fib"](store, 10) == 55
+
+
+SHARED_BASE = """
+(module (memory 1)
+  (func (export "pair") (param i32) (result i32)
+    (i32.add (i32.load (local.get 0)) (i32.load offset=65532 (local.get 0))))
+  (func (export "reverse") (param i32) (result i32)
+    (i32.add (i32.load offset=65532 (local.get 0)) (i32.load8_u (local.get 0))))
+  (func (export "grow_between") (param i32) (result i32)
+    (drop (i32.load (local.get 0)))
+    (drop (memory.grow (i32.const 1)))
+    (i32.store offset=65536 (local.get 0) (i32.const 7))
+    (i32.load offset=65536 (local.get 0))))
+"""
+
+
+def test_shared_base_checks_each_range() -> None:
+    store, exports = instantiate(SHARED_BASE)
+    # The second access of each pair ends past the first one's checked range.
+    assert exports["pair"](store, 0) == 0
+    with pytest.raises(Trap) as info:
+        exports["pair"](store, 1)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    assert exports["reverse"](store, 0) == 0
+    with pytest.raises(Trap) as info:
+        exports["reverse"](store, 1)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    # memory.grow between two accesses: the second is checked against the new size.
+    assert exports["grow_between"](store, 0) == 7

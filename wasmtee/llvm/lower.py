@@ -208,6 +208,13 @@ class FunctionLowering:
         self.frames: list[Frame] = []
         self.reachable = True
         self.trap_blocks: dict[TrapCode, str] = {}
+        self.global_cells: dict[int, str] = {}
+        # Facts about the current basic block, valid in the blocks that only it
+        # reaches: the SSA value of each local read or written in it, and for
+        # each address value, the end of the range already bounds-checked with
+        # its zext to i64 and the memory base loaded after that check.
+        self.local_values: dict[int, str] = {}
+        self.checked: dict[str, tuple[int, str, str]] = {}
         # Defined functions that this one calls directly; a chunk declares them.
         self.callees: set[int] = set()
 
@@ -223,14 +230,21 @@ class FunctionLowering:
 
     def emit(self, line: str) -> None:
         self.lines.append("  " + line)
+        if "call " in line and "@llvm." not in line:
+            # A call may grow memory and move its base.
+            self.checked = {}
 
-    def start_block(self, name: str) -> None:
+    def start_block(self, name: str, only_from_current: bool = False) -> None:
+        """Start block `name`. `only_from_current` says that only the current block branches to it."""
         # A block left open here is dead code (after `unreachable`, `br` or a
         # trap), and LLVM requires every block to end in a terminator.
         last = self.lines[-1] if self.lines else ""
         if not last.startswith(TERMINATORS):
             self.lines.append("  unreachable")
         self.lines.append(f"{name}:")
+        if not only_from_current:
+            self.local_values = {}
+            self.checked = {}
 
     def push(self, llvm_type: str, value: str) -> None:
         self.stack.append((llvm_type, value))
@@ -257,7 +271,7 @@ class FunctionLowering:
         bad = self.trap_blocks.setdefault(code, f"trap.{TRAP_NUMBER[code]}")
         good = self.label("ok")
         self.emit(f"br i1 {condition}, label %{bad}, label %{good}, !prof !0")
-        self.start_block(good)
+        self.start_block(good, only_from_current=True)
 
     def ctx_field(self, offset: int, llvm_type: str) -> tuple[str, str]:
         pointer = self.value(f"getelementptr i8, ptr %ctx, i64 {offset}")
@@ -300,7 +314,13 @@ class FunctionLowering:
         for code, label in self.trap_blocks.items():
             self.start_block(label)
             self.trap(code)
-        body = "\n".join(self.allocas + self.lines)
+        prologue = []
+        if self.global_cells:
+            prologue = [
+                f"  %globalsp = getelementptr i8, ptr %ctx, i64 {CTX_GLOBALS}",
+                "  %globals = load ptr, ptr %globalsp, !tbaa !3",
+            ]
+        body = "\n".join(prologue + self.allocas + self.lines)
         signature = f"define {ret_type(self.type)} @f{self.func_index}(ptr %ctx{sep}{header_params})"
         return f"{signature} {{\nentry:\n{body}\n}}\n"
 
@@ -497,9 +517,11 @@ class FunctionLowering:
         taken = self.label("brif")
         fallthrough = self.label("cont")
         self.emit(f"br i1 {truth}, label %{taken}, label %{fallthrough}")
-        self.start_block(taken)
+        local_values, checked = dict(self.local_values), dict(self.checked)
+        self.start_block(taken, only_from_current=True)
         self.branch_to(instr.imm)
-        self.start_block(fallthrough)
+        self.start_block(fallthrough, only_from_current=True)
+        self.local_values, self.checked = local_values, checked
 
     def br_table(self, instr: Instr) -> None:
         labels, default = instr.imm
@@ -639,20 +661,37 @@ class FunctionLowering:
 
     def local_get(self, instr: Instr) -> None:
         llvm_type, slot = self.local_slots[instr.imm]
-        self.push(llvm_type, self.value(f"load {llvm_type}, ptr {slot}"))
+        value = self.local_values.get(instr.imm)
+        if value is None:
+            value = self.value(f"load {llvm_type}, ptr {slot}")
+            self.local_values[instr.imm] = value
+        self.push(llvm_type, value)
 
     def local_set(self, instr: Instr) -> None:
         llvm_type, slot = self.local_slots[instr.imm]
-        self.emit(f"store {llvm_type} {self.pop()}, ptr {slot}")
+        value = self.pop()
+        self.emit(f"store {llvm_type} {value}, ptr {slot}")
+        self.local_values[instr.imm] = value
 
     def local_tee(self, instr: Instr) -> None:
         llvm_type, slot = self.local_slots[instr.imm]
-        self.emit(f"store {llvm_type} {self.stack[-1][1]}, ptr {slot}")
+        value = self.stack[-1][1]
+        self.emit(f"store {llvm_type} {value}, ptr {slot}")
+        self.local_values[instr.imm] = value
 
     def global_cell(self, index: int) -> str:
-        _, table = self.ctx_field(CTX_GLOBALS, "ptr")
-        entry = self.value(f"getelementptr ptr, ptr {table}, i64 {index}")
-        return self.value(f"load ptr, ptr {entry}, !tbaa !3")
+        """Return the pointer to a global's cell, loaded once per call at function entry.
+
+        The runtime fixes every cell's address when it creates the instance,
+        so the pointer stays valid for the whole call.
+        """
+        cell = self.global_cells.get(index)
+        if cell is None:
+            cell = f"%g{index}"
+            self.allocas.append(f"  %gp{index} = getelementptr i8, ptr %globals, i64 {8 * index}")
+            self.allocas.append(f"  {cell} = load ptr, ptr %gp{index}, !tbaa !3")
+            self.global_cells[index] = cell
+        return cell
 
     def global_get(self, instr: Instr) -> None:
         llvm_type = LLVM_TYPE[self.owner.global_types[instr.imm]]
@@ -668,14 +707,24 @@ class FunctionLowering:
 
     def address(self, base: str, offset: int, width: int) -> str:
         """Bounds-check an access and return a pointer into linear memory."""
-        base64 = self.value(f"zext i32 {base} to i64")
-        end = self.value(f"add i64 {base64}, {offset + width}")
-        # Both fields are loaded at every access because memory.grow and host
-        # calls change them. %memsizep and %membasep are set up in `lower`.
-        size = self.value("load i64, ptr %memsizep, !tbaa !3")
-        outside = self.value(f"icmp ugt i64 {end}, {size}")
-        self.trap_if(outside, TrapCode.MEMORY_OUT_OF_BOUNDS)
-        memory = self.value("load ptr, ptr %membasep, !tbaa !3")
+        known = self.checked.get(base)
+        if known is not None and offset + width <= known[0]:
+            # An earlier check of this block already covered the range. Memory
+            # only changes size at calls, which clear `checked`, or when
+            # another thread closes it, and the runtime keeps the old pages
+            # mapped while native code runs.
+            _, base64, memory = known
+        else:
+            base64 = known[1] if known is not None else self.value(f"zext i32 {base} to i64")
+            end = self.value(f"add i64 {base64}, {offset + width}")
+            # Both fields are loaded again after every call because memory.grow
+            # and host calls change them. `lower` sets up both pointers.
+            size = self.value("load i64, ptr %memsizep, !tbaa !3")
+            outside = self.value(f"icmp ugt i64 {end}, {size}")
+            self.trap_if(outside, TrapCode.MEMORY_OUT_OF_BOUNDS)
+            memory = self.value("load ptr, ptr %membasep, !tbaa !3")
+            covered = max(offset + width, known[0] if known is not None else 0)
+            self.checked[base] = (covered, base64, memory)
         effective = self.value(f"add i64 {base64}, {offset}") if offset else base64
         return self.value(f"getelementptr i8, ptr {memory}, i64 {effective}")
 

@@ -366,3 +366,16 @@ def test_rejected_structured_source_falls_back_to_flat(monkeypatch: pytest.Monke
     finally:
         CODE_CACHE.entries.clear()
     assert "compile() rejected the structured source" in caplog.text
+
+
+def test_wide_br_table_translates_in_linear_time() -> None:
+    # A br_table to each of 8000 nested blocks, as a large C switch compiles to.
+    # Marking every block between the branch and each target took quadratic
+    # time and memory, over a minute at this depth.
+    wat = blocks_br_table(8000)
+    store, export, _ = instantiate(wat)
+    started = time.perf_counter()
+    outcome = wasmtee_outcome(export, store, 3)
+    assert time.perf_counter() - started < 20
+    assert outcome == wasmtime_outcome(wat, 3)
+    assert wasmtee_outcome(export, store, 7999) == ("value", 8000)

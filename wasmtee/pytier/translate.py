@@ -64,8 +64,10 @@ class Block:
     indent: int = 0
     # Targets (block indices) of branches that leave through this Python loop.
     crossed: set[int] = field(default_factory=set)
-    # Guard-mode targets of branches that leave this block without a Python `break`.
-    soft_exits: set[int] = field(default_factory=set)
+    # Guard mode: the smallest target index of the soft branches (those that only
+    # set `_br`) that leave this block, and whether a soft branch targets it.
+    outermost_soft_exit: int | None = None
+    soft_target: bool = False
     guarded: bool = False  # targeted, but exited through `_br` and `if not _br:` guards
     else_seen: bool = False
     param_operands: list[Operand] = field(default_factory=list)
@@ -107,6 +109,8 @@ class FunctionTranslator:
         self.indent = 1
         self.stack: list[Operand] = []
         self.blocks: list[Block] = []
+        # Positions in self.blocks of the blocks that are Python loops.
+        self.loop_positions: list[int] = []
         self.counter = 0
         self.reachable = True
         self.skip_depth = 0
@@ -319,7 +323,12 @@ class FunctionTranslator:
         return func_type.params, func_type.results
 
     def python_loops(self) -> int:
-        return sum(1 for block in self.blocks if block.is_loop_in_python)
+        return len(self.loop_positions)
+
+    def push_block(self, block: Block) -> None:
+        if block.is_loop_in_python:
+            self.loop_positions.append(len(self.blocks))
+        self.blocks.append(block)
 
     def open_block(self, index: int, kind: str, params: tuple[ValType, ...],
                    results: tuple[ValType, ...]) -> Block:
@@ -337,7 +346,7 @@ class FunctionTranslator:
         params, results = self.block_signature(instr.imm)
         self.materialize_stack()
         block = self.open_block(index, "block", params, results)
-        self.blocks.append(block)
+        self.push_block(block)
         if block.is_loop_in_python:
             self.emit("while True:")
             self.indent += 1
@@ -350,7 +359,7 @@ class FunctionTranslator:
         incoming = self.pops(len(params))
         for var, operand in zip(block.param_vars, incoming):
             self.emit(f"{var} = {operand.expr}")
-        self.blocks.append(block)
+        self.push_block(block)
         if block.is_loop_in_python:
             self.emit("while True:")
             self.indent += 1
@@ -364,7 +373,7 @@ class FunctionTranslator:
         self.materialize_stack()
         block = self.open_block(index, "if", params, results)
         block.param_operands = list(self.stack[block.height:])
-        self.blocks.append(block)
+        self.push_block(block)
         if block.is_loop_in_python:
             self.emit("while True:")
             self.indent += 1
@@ -396,6 +405,8 @@ class FunctionTranslator:
             if self.reachable:
                 self.emit_return(self.stack[len(self.stack) - len(block.results):])
             return
+        if block.is_loop_in_python:
+            self.loop_positions.pop()
         if self.reachable:
             self.store_results(block, self.stack[len(self.stack) - len(block.results):])
         if block.kind == "if" and not block.else_seen and block.results:
@@ -418,11 +429,14 @@ class FunctionTranslator:
             if block.crossed:
                 self.forward_branch(block)
         else:
-            if block.guarded and block.index in block.soft_exits:
+            if block.guarded and block.soft_target:
                 self.emit(f"if _br == {block.index + 1}:")
                 self.emit("    _br = 0")
-            if block.soft_exits - {block.index}:
+            exit_to = block.outermost_soft_exit
+            if exit_to is not None and exit_to < block.index:
+                # A branch to a block outside this one still travels, so it leaves the parent too.
                 self.open_guard()
+                self.record_soft_exit(self.blocks[-1], exit_to)
         del self.stack[block.height:]
         for var in block.result_vars:
             self.stack.append(Operand(var))
@@ -443,7 +457,7 @@ class FunctionTranslator:
         beyond that loop (`break` again), or is a guard-mode block in between
         (skip the rest of each sequence up to it).
         """
-        outer = self.nearest_python_loop(len(self.blocks) - 1)
+        outer = self.innermost_python_loop()
         outer_index = self.blocks[outer].index if outer is not None else None
         between = set()
         beyond = False
@@ -475,24 +489,28 @@ class FunctionTranslator:
         if outer is not None:
             self.blocks[outer].crossed |= {t for t in block.crossed if t < outer_index}  # type: ignore[operator]
         if between:
+            open_blocks = {open_block.index: open_block for open_block in self.blocks}
             for target in between:
-                self.mark_soft(target)
+                self.mark_soft(open_blocks[target])
             self.open_guard()
 
-    def mark_soft(self, target: int) -> None:
-        """Record a soft exit to block `target` in every open block inside it."""
-        for current in range(len(self.blocks) - 1, -1, -1):
-            block = self.blocks[current]
-            block.soft_exits.add(target)
-            if block.index == target:
-                return
+    def mark_soft(self, target: Block) -> None:
+        """Record a soft exit from the innermost block to `target`.
 
-    def nearest_python_loop(self, position: int) -> int | None:
-        """Return the control-stack position of the innermost Python loop at or below `position`."""
-        for current in range(position, -1, -1):
-            if self.blocks[current].is_loop_in_python:
-                return current
-        return None
+        Each block end passes the record to its parent (see on_end), so every
+        block between the branch and `target` guards the code after it.
+        """
+        target.soft_target = True
+        self.record_soft_exit(self.blocks[-1], target.index)
+
+    @staticmethod
+    def record_soft_exit(block: Block, target: int) -> None:
+        if block.outermost_soft_exit is None or target < block.outermost_soft_exit:
+            block.outermost_soft_exit = target
+
+    def innermost_python_loop(self) -> int | None:
+        """Return the control-stack position of the innermost open Python loop, or None."""
+        return self.loop_positions[-1] if self.loop_positions else None
 
     # -- branches ---------------------------------------------------------------------
 
@@ -518,7 +536,7 @@ class FunctionTranslator:
             self.emit_return(values)
             return False
         self.store_label_values(target, values)
-        innermost = self.nearest_python_loop(len(self.blocks) - 1)
+        innermost = self.innermost_python_loop()
         verb = "continue" if target.kind == "loop" else "break"
         if innermost == position:
             self.emit(verb)
@@ -526,7 +544,7 @@ class FunctionTranslator:
         self.emit(f"_br = {target.index + 1}")
         if innermost is None or innermost < position:
             # No Python loop in between: a guard-mode target, reached by skipping forward.
-            self.mark_soft(target.index)
+            self.mark_soft(target)
             return True
         # Leave the innermost Python loop; its end passes the branch on.
         self.blocks[innermost].crossed.add(target.index)

@@ -370,8 +370,8 @@ def test_rejected_structured_source_falls_back_to_flat(monkeypatch: pytest.Monke
 
 def test_wide_br_table_translates_in_linear_time() -> None:
     # A br_table to each of 8000 nested blocks, as a large C switch compiles to.
-    # Marking every block between the branch and each target took quadratic
-    # time and memory, over a minute at this depth.
+    # Translation that marks every block between the branch and each target
+    # is quadratic and takes over a minute at this depth.
     wat = blocks_br_table(8000)
     store, export, _ = instantiate(wat)
     started = time.perf_counter()
@@ -379,3 +379,19 @@ def test_wide_br_table_translates_in_linear_time() -> None:
     assert time.perf_counter() - started < 20
     assert outcome == wasmtime_outcome(wat, 3)
     assert wasmtee_outcome(export, store, 7999) == ("value", 8000)
+
+
+def test_flat_translation_charges_the_same_fuel(monkeypatch: pytest.MonkeyPatch) -> None:
+    wat = mixed(12)
+    used = {}
+    for form, limit in (("structured", translate_module.MAX_INDENT), ("flat", -1)):
+        monkeypatch.setattr(translate_module, "MAX_INDENT", limit)
+        CODE_CACHE.entries.clear()
+        store, export, module = instantiate(wat, consume_fuel=True)
+        assert ("_pc" in source_of(module, consume_fuel=True)) is (form == "flat")
+        store.set_fuel(1_000_000)
+        export(store, 333)  # type: ignore[operator]
+        used[form] = 1_000_000 - store.get_fuel()
+    CODE_CACHE.entries.clear()
+    assert used["structured"] > 0
+    assert used["flat"] == used["structured"]

@@ -7,6 +7,7 @@ import datetime
 import hashlib
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -411,3 +412,22 @@ def test_fuzz_random_bytes_never_crash_parser(quote, blob, keep):
     except QuoteFormatError:
         return
     assert parsed.raw == candidate
+
+
+def test_unknown_key_algorithm_in_chain_rejected(platform, quote):
+    # A damaged algorithm OID in the chain's root certificate: cryptography
+    # loads the certificate and fails only when its key is first read.
+    begin = quote.index(b"-----BEGIN CERTIFICATE-----", quote.index(b"-----END CERTIFICATE-----"))
+    end = quote.index(b"-----END CERTIFICATE-----", begin) + len(b"-----END CERTIFICATE-----")
+    der = x509.load_pem_x509_certificate(quote[begin:end]).public_bytes(serialization.Encoding.DER)
+    ec_public_key_oid = bytes.fromhex("06072a8648ce3d0201")
+    assert ec_public_key_oid in der
+    damaged = x509.load_der_x509_certificate(
+        der.replace(ec_public_key_oid, bytes.fromhex("06072a8648ce3d0209"))
+    ).public_bytes(serialization.Encoding.PEM)
+    assert len(damaged) == end - begin + 1  # PEM output ends with a newline
+    mutated = quote[:begin] + damaged[:-1] + quote[end:]
+    policy = Policy(mr_enclave=MR_ENCLAVE, allow_debug=True, allow_simulation=True)
+    with pytest.raises(VerificationError, match="malformed certificate") as info:
+        verify_quote(mutated, policy, [platform.root_certificate])
+    assert info.value.check == "certificate_chain"

@@ -38,7 +38,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 from wasmtee.tee.attester import Attester
 from wasmtee.tee.errors import VerificationError
 from wasmtee.tee.evidence import CLAIM_ISSUED_AT, CLAIM_PUBKEY_HASH
-from wasmtee.tee.verify import Claims, Policy, verify_evidence
+from wasmtee.tee.verify import CERTIFICATE_ERRORS, Claims, Policy, verify_evidence
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +142,19 @@ def verify_certificate(certificate_der: bytes, policy: Policy,
     try:
         certificate = x509.load_der_x509_certificate(certificate_der)
         extension = certificate.extensions.get_extension_for_oid(RATLS_OID)
+        key_hash = public_key_hash(certificate)
     except x509.ExtensionNotFound:
         raise VerificationError("ratls_certificate", "certificate has no RA-TLS "
                                 f"extension {RATLS_OID.dotted_string}") from None
-    except ValueError as exc:
-        raise VerificationError("ratls_certificate", f"invalid certificate: {exc}") from None
+    except CERTIFICATE_ERRORS as exc:
+        raise VerificationError("ratls_certificate", "invalid certificate: "
+                                f"{type(exc).__name__}: {exc}") from None
     value = extension.value
     if not isinstance(value, x509.UnrecognizedExtension):
         raise VerificationError("ratls_certificate", "RA-TLS extension has an unexpected type")
     claims = verify_evidence(value.value, policy, trusted_roots, now=now)
     bound = (claims.evidence_claims or {}).get(CLAIM_PUBKEY_HASH)
-    if not isinstance(bound, bytes) or bound != public_key_hash(certificate):
+    if not isinstance(bound, bytes) or bound != key_hash:
         raise VerificationError("public_key", "evidence claims do not bind the "
                                 "certificate's public key")
     return claims

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -159,6 +159,12 @@ class Claims:
     evidence_claims: dict[str, Any] | None = None
 
 
+# cryptography parses certificate fields lazily, so a damaged certificate can
+# raise any of these when a field is first read, long after loading succeeded.
+CERTIFICATE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                      x509.UnsupportedGeneralNameType)
+
+
 def verify_quote(
     quote_bytes: bytes,
     policy: Policy,
@@ -241,8 +247,14 @@ def _verify_quote(quote_bytes: bytes, policy: Policy, trusted_roots: list[x509.C
             f"certification data type {signature_data.certification_data_type} is not "
             f"{CERTIFICATION_DATA_PCK_CHAIN} (PCK certificate chain)",
         )
-    chain = _verify_chain(signature_data.certification_data, trusted_roots, now)
-    pck_key = chain[0].public_key()
+    try:
+        chain = _verify_chain(signature_data.certification_data, trusted_roots, now)
+        pck_key = chain[0].public_key()
+        pck_subject = chain[0].subject.rfc4514_string()
+        simulated = _is_simulated(unverified_quote, chain)
+    except CERTIFICATE_ERRORS as exc:
+        raise VerificationError("certificate_chain", "malformed certificate in the chain: "
+                                f"{type(exc).__name__}: {exc}") from None
     if not isinstance(pck_key, ec.EllipticCurvePublicKey) or not isinstance(
         pck_key.curve, ec.SECP256R1
     ):
@@ -265,8 +277,7 @@ def _verify_quote(quote_bytes: bytes, policy: Policy, trusted_roots: list[x509.C
                             unverified_quote.signed_bytes):
         raise VerificationError("quote_signature", "quote signature does not verify "
                                 "with the attestation key")
-    simulated = _is_simulated(unverified_quote, chain)
-    claims = _claims_from(unverified_quote, chain, simulated)
+    claims = _claims_from(unverified_quote, pck_subject, simulated)
     _check_policy(claims, policy)
     return claims
 
@@ -356,7 +367,7 @@ def _is_simulated(unverified_quote: UnverifiedQuote, chain: list[x509.Certificat
     return any(SIMULATED_MARKER in cert.subject.rfc4514_string() for cert in chain)
 
 
-def _claims_from(unverified_quote: UnverifiedQuote, chain: list[x509.Certificate],
+def _claims_from(unverified_quote: UnverifiedQuote, pck_subject: str,
                  simulated: bool) -> Claims:
     body = unverified_quote.body
     return Claims(
@@ -370,7 +381,7 @@ def _claims_from(unverified_quote: UnverifiedQuote, chain: list[x509.Certificate
         simulated=simulated,
         report_data=body.report_data,
         qe_vendor_id=unverified_quote.header.qe_vendor_id,
-        pck_subject=chain[0].subject.rfc4514_string(),
+        pck_subject=pck_subject,
     )
 
 

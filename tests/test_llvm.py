@@ -674,3 +674,18 @@ def test_shared_base_checks_each_range() -> None:
     assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
     # memory.grow between two accesses: the second is checked against the new size.
     assert exports["grow_between"](store, 0) == 7
+
+
+def test_broken_workers_fall_back_in_process(monkeypatch, caplog) -> None:
+    import sys
+
+    from wasmtee.llvm import jit
+
+    monkeypatch.setattr(jit, "CHUNK_INSTRUCTIONS", 1)
+    monkeypatch.setattr(jit, "MIN_CHUNKS_FOR_WORKERS", 2)
+    monkeypatch.setenv("WASMTEE_COMPILE_WORKERS", "2")
+    # Each worker exits with status 1 at once, as when its interpreter cannot import wasmtee.
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    store, exports = instantiate(CROSS_CHUNK)
+    assert exports["fib"](store, 15) == 610
+    assert "LLVM worker processes are unavailable" in caplog.text

@@ -289,8 +289,8 @@ def compile_objects(
     if workers > 1 and len(chunks) > 1:
         try:
             return worker_pool.compile_in_workers(irs, len(chunks), opt_level, cpu, workers, progress)
-        except OSError as exc:
-            log.warning("compiling in this process: could not start LLVM worker processes (%s)", exc)
+        except (OSError, worker_pool.WorkerUnavailable) as exc:
+            log.warning("compiling in this process: LLVM worker processes are unavailable (%s)", exc)
             irs = (lowering.module_ir(chunk, entries=index == 0) for index, chunk in enumerate(chunks))
     objects = []
     for done, ir in enumerate(irs, start=1):

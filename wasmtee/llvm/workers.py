@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -39,6 +40,15 @@ STATUS_ERROR = 1
 
 # Upper bound on workers, so a many-core host does not hold many copies of LLVM.
 MAX_WORKERS = 8
+
+
+class WorkerUnavailable(CompileError):
+    """A worker process could not run at all, for example because the worker module fails to import.
+
+    The caller may compile in its own process instead. A worker that crashes
+    while compiling raises a plain CompileError, because LLVM would crash the
+    same way in the caller's process.
+    """
 
 
 def default_worker_count() -> int:
@@ -85,6 +95,7 @@ class Worker:
         )
         self.jobs = jobs
         self.results = results
+        self.completed = 0
         self.thread = threading.Thread(target=self.serve, name="wasmtee-llvm-worker", daemon=True)
         self.thread.start()
 
@@ -104,20 +115,32 @@ class Worker:
                 stdin.flush()
                 header = read_exactly(stdout, RESULT.size)
                 if header is None:
-                    raise CompileError(f"LLVM worker process exited with status {self.process.wait()}")
+                    raise CompileError("end of output")
                 status, length = RESULT.unpack(header)
                 payload = read_exactly(stdout, length)
                 if payload is None:
-                    raise CompileError(f"LLVM worker process exited with status {self.process.wait()}")
+                    raise CompileError("end of output")
+                self.completed += 1
                 if status == STATUS_OK:
                     self.results.put((index, payload))
                 else:
                     self.results.put((index, CompileError(payload.decode("utf-8", "replace"))))
             except (OSError, ValueError, CompileError) as exc:
                 # ValueError: the parent closed the pipes while this job ran.
-                error = exc if isinstance(exc, CompileError) else CompileError(f"LLVM worker process failed: {exc}")
-                self.results.put((index, error))
+                self.results.put((index, self.failure(exc)))
                 return
+
+    def failure(self, exc: BaseException) -> CompileError:
+        """Describe why this worker stopped, as WorkerUnavailable when it never worked."""
+        try:
+            status = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            status = None
+        if self.completed == 0 and status is not None and status > 0:
+            return WorkerUnavailable(f"LLVM worker process exited with status {status} before its first job")
+        if status is not None and status < 0:
+            return CompileError(f"LLVM worker process was killed by signal {-status} while compiling")
+        return CompileError(f"LLVM worker process failed: {exc}")
 
     def close(self) -> None:
         """Stop the process: end of input makes it exit after its current job."""
@@ -218,6 +241,8 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 def main() -> None:
+    # The parent handles Ctrl-C and closes the pipe, which ends this loop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Results go to a private copy of standard output, and file descriptor 1
     # points at standard error, so nothing that LLVM prints can corrupt a frame.
     results = os.fdopen(os.dup(1), "wb")

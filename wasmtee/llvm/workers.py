@@ -2,8 +2,8 @@
 
 llvmlite serialises all calls into LLVM behind one process-wide lock, so
 threads cannot compile in parallel. Each worker is a child process running
-`python -m wasmtee.llvm.workers`, which reads jobs on its standard input and
-writes object files to its standard output. The parent keeps lowering the next
+`workers.main` from the parent's wasmtee package, which reads jobs on its
+standard input and writes object files to its standard output. The parent keeps lowering the next
 chunks to IR text while the workers compile earlier ones.
 
 Frames, all integers little-endian:
@@ -81,17 +81,29 @@ def read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+# Imports the parent's own wasmtee package by path, so the worker runs the same
+# compiler even when another wasmtee is installed, without putting a
+# directory such as site-packages ahead of the standard library on sys.path.
+WORKER_BOOTSTRAP = """
+import importlib.util, os, sys
+package = sys.argv[1]
+spec = importlib.util.spec_from_file_location(
+    "wasmtee", os.path.join(package, "__init__.py"), submodule_search_locations=[package])
+module = importlib.util.module_from_spec(spec)
+sys.modules["wasmtee"] = module
+spec.loader.exec_module(module)
+from wasmtee.llvm.workers import main
+main()
+"""
+
+
 class Worker:
     """One child process and the thread that feeds it jobs."""
 
     def __init__(self, jobs: queue.Queue, results: queue.Queue) -> None:
-        package_root = str(Path(__file__).resolve().parents[2])
-        environment = dict(os.environ)
-        python_path = environment.get("PYTHONPATH")
-        environment["PYTHONPATH"] = package_root + (os.pathsep + python_path if python_path else "")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wasmtee.llvm.workers"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
+            [sys.executable, "-P", "-c", WORKER_BOOTSTRAP, str(Path(__file__).resolve().parents[1])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
         self.jobs = jobs
         self.results = results

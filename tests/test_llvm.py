@@ -689,3 +689,28 @@ def test_broken_workers_fall_back_in_process(monkeypatch, caplog) -> None:
     store, exports = instantiate(CROSS_CHUNK)
     assert exports["fib"](store, 15) == 610
     assert "LLVM worker processes are unavailable" in caplog.text
+
+
+@pytest.mark.parametrize("opt_level", ["0", "1", "2"])
+def test_fuel_and_interrupt_checks_at_each_opt_level(monkeypatch, opt_level: str) -> None:
+    import threading
+
+    monkeypatch.setenv("WASMTEE_OPT_LEVEL", opt_level)
+    spin = "(module (func (export \"spin\") (loop $l br $l)))"
+    store, exports = instantiate(spin, consume_fuel=True)
+    store.set_fuel(10_000)
+    with pytest.raises(Trap) as info:
+        exports["spin"](store)
+    assert info.value.code is TrapCode.OUT_OF_FUEL
+    # The fuel bounds the loop if the interruption check is missing, and the
+    # code check below then fails instead of the test hanging.
+    store, exports = instantiate(spin, consume_fuel=True, epoch_interruption=True)
+    store.set_fuel(20_000_000_000)
+    timer = threading.Timer(0.2, store.interrupt)
+    timer.start()
+    try:
+        with pytest.raises(Trap) as info:
+            exports["spin"](store)
+    finally:
+        timer.cancel()
+    assert info.value.code is TrapCode.INTERRUPTED

@@ -705,7 +705,7 @@ def test_fuel_and_interrupt_checks_at_each_opt_level(monkeypatch, opt_level: str
     # The fuel bounds the loop if the interruption check is missing, and the
     # code check below then fails instead of the test hanging.
     store, exports = instantiate(spin, consume_fuel=True, epoch_interruption=True)
-    store.set_fuel(20_000_000_000)
+    store.set_fuel(2_000_000_000)
     timer = threading.Timer(0.2, store.interrupt)
     timer.start()
     try:

@@ -10,6 +10,7 @@ every result and trap is compared with wasmtime's for the same module.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 
@@ -395,3 +396,112 @@ def test_flat_translation_charges_the_same_fuel(monkeypatch: pytest.MonkeyPatch)
     CODE_CACHE.entries.clear()
     assert used["structured"] > 0
     assert used["flat"] == used["structured"]
+
+
+class RandomNesting:
+    """Write a function with one chain of `depth` nested constructs and random branches.
+
+    Constructs are blocks, loops and ifs, with or without an i32 result. Each
+    level contains a few random statements: accumulator updates, br_if and
+    br_table to any open label (with a value when the label takes one), and
+    short side constructs. Every branch to a loop first decrements a shared
+    budget and is taken only while the budget is positive, so runs end.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.lines: list[str] = []
+        self.labels: list[tuple[str, int]] = []  # (kind, label arity), innermost last
+
+    def function(self, depth: int) -> str:
+        self.lines = ["i32.const 300 local.set 1"]
+        self.construct(depth)
+        self.lines.append("local.get 0")
+        return func_module("(param i32) (result i32) (local i32)", self.lines)
+
+    def construct(self, levels: int) -> None:
+        rng = self.rng
+        kind = rng.choice(["block", "loop", "if"])
+        has_result = rng.random() < 0.4
+        result = " (result i32)" if has_result else ""
+        if kind == "if":
+            self.lines.append(f"local.get 0 i32.const {rng.randrange(2, 5)} i32.rem_u if{result}")
+        else:
+            self.lines.append(f"{kind}{result}")
+        self.labels.append((kind, 1 if has_result and kind != "loop" else 0))
+        for _ in range(rng.randrange(3)):
+            self.statement()
+        if levels > 1:
+            self.construct(levels - 1)
+        for _ in range(rng.randrange(3)):
+            self.statement()
+        if has_result:
+            self.lines.append(f"local.get 0 i32.const {rng.randrange(10)} i32.add")
+        if kind == "if" and (has_result or rng.random() < 0.6):
+            self.lines.append("else")
+            if rng.random() < 0.5:
+                self.statement()
+            if has_result:
+                self.lines.append(f"i32.const {rng.randrange(100)}")
+        self.labels.pop()
+        self.lines.append("end")
+        if has_result:
+            self.lines.append("local.get 0 i32.add local.set 0")
+
+    def statement(self) -> None:
+        rng = self.rng
+        choice = rng.random()
+        if choice < 0.35 or not self.labels:
+            operator = rng.choice(["i32.add", "i32.xor", "i32.mul"])
+            self.lines.append(f"local.get 0 i32.const {rng.randrange(1, 1000)} {operator} local.set 0")
+            return
+        depth = rng.randrange(len(self.labels))
+        kind, arity = self.labels[-1 - depth]
+        budget = "local.get 1 i32.const 1 i32.sub local.tee 1 i32.const 0 i32.gt_s"
+        if choice < 0.6:
+            if kind == "loop":
+                self.lines.append(
+                    f"{budget} local.get 0 i32.const {rng.randrange(2, 7)} i32.rem_u "
+                    f"i32.const 0 i32.ne i32.and br_if {depth}"
+                )
+            elif arity:
+                self.lines.append(
+                    f"local.get 0 i32.const {rng.randrange(100)} i32.add local.get 0 "
+                    f"i32.const {rng.randrange(3, 9)} i32.rem_u i32.eqz br_if {depth} local.set 0"
+                )
+            else:
+                self.lines.append(
+                    f"local.get 0 i32.const {rng.randrange(3, 9)} i32.rem_u i32.eqz br_if {depth}"
+                )
+        elif choice < 0.8:
+            # Inside the budget check's `if`, every label is one level further out.
+            same_arity = [d for d in range(len(self.labels)) if self.labels[-1 - d][1] == arity]
+            targets = " ".join(str(rng.choice(same_arity) + 1) for _ in range(rng.randrange(1, 6)))
+            value = f"local.get 0 i32.const {rng.randrange(50)} i32.add " if arity else ""
+            selector = f"local.get 0 i32.const {rng.randrange(2, 9)} i32.rem_u"
+            self.lines.append(
+                f"{budget} if {value}{selector} br_table {targets} "
+                f"{rng.choice(same_arity) + 1} end"
+            )
+        else:
+            self.construct(rng.randrange(1, 3))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("depth", [19, 120])
+@pytest.mark.parametrize("form", ["automatic", "flat"])
+def test_random_nesting_matches_wasmtime(monkeypatch: pytest.MonkeyPatch, form: str,
+                                         depth: int, seed: int) -> None:
+    if form == "flat":
+        monkeypatch.setattr(translate_module, "MAX_INDENT", -1)
+    CODE_CACHE.entries.clear()
+    wat = RandomNesting(seed).function(depth)
+    try:
+        store, export, _ = instantiate(wat)
+        for argument in (0, 1, 5, 12345):
+            expected = wasmtime_outcome(wat, argument)
+            assert wasmtee_outcome(export, store, argument) == expected, (
+                f"seed {seed}, depth {depth}, argument {argument}"
+            )
+    finally:
+        CODE_CACHE.entries.clear()

@@ -20,7 +20,9 @@ a graph of sections, the basic blocks between jump targets:
 
 Sections start at the targets of branches: the start of a loop that a
 branch targets, the end of a block that a branch targets, and the else arm
-and end of every if. A jump costs one `continue` and about log2(sections)
+and end of every if. A br_table jumps through a tuple of section numbers,
+and where a target needs values stored or a return, the tuple names an
+out-of-line section after the body that does that work. A jump costs one `continue` and about log2(sections)
 comparisons, and a fall-through into the next section of the same leaf
 costs one comparison. The nesting of the generated code does not depend on
 the nesting of the wasm code.

@@ -406,6 +406,32 @@ def test_deeply_nested_folded_instructions():
     assert len(body) == 2 * depth + 2
 
 
+def test_deeply_nested_flat_if_else():
+    depth = 20_000
+    module = parse_wat("(func (param i32) (result i32) "
+                       + "local.get 0 if (result i32) " * depth + "i32.const 7 "
+                       + "else i32.const 1 end " * depth + ")")
+    body = ops(module.funcs[0].body)
+    assert body.count(("else", None)) == depth
+    assert body[2 * depth:2 * depth + 2] == [("i32.const", 7), ("else", None)]
+
+
+@pytest.mark.parametrize("body", [
+    "i32.const 0 if else else end",
+    "block else end",
+    "i32.const 0 if block else end end",
+    "(if (i32.const 0) (then else))",
+])
+def test_misplaced_else_rejected(body):
+    with pytest.raises(WatSyntaxError, match='unexpected token "else"'):
+        parse_wat(f"(func {body})")
+
+
+def test_else_after_folded_if_in_then_arm():
+    module = parse_wat("(func i32.const 0 if (if (i32.const 1) (then)) else end)")
+    assert ops(module.funcs[0].body).count(("else", None)) == 1
+
+
 def test_error_reports_line_and_column():
     with pytest.raises(WatSyntaxError) as info:
         parse_wat("(module\n  (func\n    (i32.bogus)))")

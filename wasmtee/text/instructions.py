@@ -81,12 +81,14 @@ def unsupported_operator(name: str) -> str | None:
 class FunctionContext:
     """Names visible inside one function body: locals and the enclosing labels."""
 
-    __slots__ = ("labels", "local_ids")
+    __slots__ = ("labels", "local_ids", "openers")
 
     def __init__(self, local_ids: dict[bytes, int]) -> None:
         self.local_ids = local_ids
         # One entry per open block, innermost last; the label id or None.
         self.labels: list[bytes | None] = []
+        # The opcode that opened each of those blocks; ELSE once an `if` reached its `else`.
+        self.openers: list[int] = []
 
 
 class InstructionParser:
@@ -130,10 +132,12 @@ class InstructionParser:
                 out.append(task[1])
             elif kind == _CLOSE:
                 ctx.labels.pop()
+                ctx.openers.pop()
                 out.append(Instr(opcodes.END))
             elif kind == _OPEN:
                 out.append(task[1])
                 ctx.labels.append(task[2])
+                ctx.openers.append(task[1].op)
             else:
                 raise AssertionError(f"unknown parser task {kind}")
 
@@ -179,18 +183,20 @@ class InstructionParser:
             block_type, pos = self.mp.read_block_type(items, pos)
             out.append(Instr(BY_NAME[name].code, block_type))
             ctx.labels.append(label)
+            ctx.openers.append(BY_NAME[name].code)
             return pos
         if name == "else" or name == "end":
             if len(ctx.labels) <= depth:
                 raise self.mp.error(f'unexpected token "{name}"', node)
             label = ctx.labels[-1]
             if name == "else":
-                if_index = self.find_open_if(out)
-                if if_index is None:
+                if ctx.openers[-1] != opcodes.IF:
                     raise self.mp.error('unexpected token "else" outside "if"', node)
+                ctx.openers[-1] = opcodes.ELSE
                 out.append(Instr(opcodes.ELSE))
             else:
                 ctx.labels.pop()
+                ctx.openers.pop()
                 out.append(Instr(opcodes.END))
             return self.check_closing_label(items, pos, label)
         info = BY_NAME.get(name)
@@ -199,21 +205,6 @@ class InstructionParser:
         instr, pos = self.read_immediates(info, node, items, pos, ctx)
         out.append(instr)
         return pos
-
-    def find_open_if(self, out: list[Instr]) -> int | None:
-        """Return the index of the innermost open block if it is an `if` without `else`."""
-        depth = 0
-        for index in range(len(out) - 1, -1, -1):
-            op = out[index].op
-            if op == opcodes.END:
-                depth += 1
-            elif op in opcodes.BLOCK_STARTS:
-                if depth == 0:
-                    return index if op == opcodes.IF else None
-                depth -= 1
-            elif op == opcodes.ELSE and depth == 0:
-                return None
-        return None
 
     def check_closing_label(
         self, items: Sequence[Node], pos: int, label: bytes | None

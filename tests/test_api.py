@@ -1197,3 +1197,24 @@ def test_store_closed_from_other_thread(engine):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(["usage error"] * 5)
+
+
+@pytest.mark.parametrize("seconds", [math.nan, math.inf, -1.0, 1e300, 99999999999])
+def test_set_deadline_rejects_out_of_range(engine, seconds):
+    engine = Engine(Config(tier=engine.config.tier, epoch_interruption=True))
+    store, exports = exports_of(engine, '(module (func (export "f") (result i32) i32.const 7))')
+    with pytest.raises(UsageError) as info:
+        store.set_deadline(seconds)
+    assert repr(seconds) in str(info.value)
+    # Nothing was armed: the function still runs to completion.
+    assert exports["f"](store) == 7
+
+
+def test_set_deadline_accepts_the_maximum(engine):
+    from wasmtee.runtime.config import MAX_DEADLINE_SECONDS
+
+    engine = Engine(Config(tier=engine.config.tier, epoch_interruption=True))
+    store, exports = exports_of(engine, '(module (func (export "f") (result i32) i32.const 7))')
+    store.set_deadline(MAX_DEADLINE_SECONDS)
+    assert exports["f"](store) == 7
+    store.set_deadline(None)

@@ -44,14 +44,17 @@ def int_in_range(low: int, high: int) -> Callable[[str], int]:
 
 
 def positive_seconds(text: str) -> float:
-    """Parse a finite number of seconds > 0."""
+    """Parse a number of seconds in (0, MAX_DEADLINE_SECONDS]."""
+    from wasmtee.runtime.config import MAX_DEADLINE_SECONDS
+
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not value > 0 or math.isinf(value):
+    if not 0 < value <= MAX_DEADLINE_SECONDS:
         raise argparse.ArgumentTypeError(
-            f"invalid number of seconds {text!r} (expected a number > 0)")
+            f"invalid number of seconds {text!r} (expected a number > 0 and at most "
+            f"{MAX_DEADLINE_SECONDS:g})")
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,11 @@ logger = logging.getLogger(__name__)
 
 TIER_NAMES = ("python", "llvm", "auto")
 DEFAULT_MAX_CALL_DEPTH = 10_000
+# The longest deadline `Store.set_deadline` and `--timeout` accept, about 31.7
+# years. Longer values raise UsageError instead of being clamped, because
+# threading.Timer overflows above threading.TIMEOUT_MAX (about 9.2e9 s on
+# Linux, 4.3e6 s on Windows); the smaller of the two applies.
+MAX_DEADLINE_SECONDS = min(1e9, threading.TIMEOUT_MAX)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from wasmtee.errors import UsageError
 from wasmtee.model import FuncType
-from wasmtee.runtime.config import Config, Engine
+from wasmtee.runtime.config import MAX_DEADLINE_SECONDS, Config, Engine
 from wasmtee.runtime.global_ import GlobalInstance
 from wasmtee.runtime.memory import PAGE_SIZE, MemoryInstance
 from wasmtee.runtime.table import TableInstance
@@ -149,7 +149,8 @@ class Store:
     def set_deadline(self, seconds: float | None) -> None:
         """Interrupt this store `seconds` from now (None cancels); clears an earlier interrupt.
 
-        Raises UsageError when the engine does not enable interruption.
+        Raises UsageError when the engine does not enable interruption, and
+        for NaN, a negative value or one above MAX_DEADLINE_SECONDS (1e9).
         """
         self._require_interruption()
         if self._timer is not None:
@@ -158,8 +159,11 @@ class Store:
         self.interrupt_cell[0] = False
         if seconds is None:
             return
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise UsageError(f"deadline must be a non-negative number of seconds, got {seconds!r}")
+        if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                or not 0 <= seconds <= MAX_DEADLINE_SECONDS):
+            # The chained comparison is False for NaN too.
+            raise UsageError(f"deadline must be a number of seconds in 0..{MAX_DEADLINE_SECONDS:g}, "
+                             f"got {seconds!r}")
         # The timer references the cell, not the store, so it never keeps the store alive.
         timer = threading.Timer(float(seconds), _fire, (self.interrupt_cell,))
         timer.daemon = True

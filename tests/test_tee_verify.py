@@ -218,6 +218,22 @@ def test_policy_from_json():
         Policy.from_json("{")
 
 
+@pytest.mark.parametrize("freshness", [{"nonce": b"n" * 16}, {"max_age": 30.0},
+                                       {"nonce": b"n", "max_age": 1.0}])
+def test_bare_quote_fails_freshness_policy(platform, quote, policy, freshness):
+    # A quote has no nonce and no issue time, so it cannot prove freshness.
+    fresh_policy = dataclasses.replace(policy, **freshness)
+    error = expect_check("freshness", quote, fresh_policy, [platform.root_certificate])
+    assert "verify evidence instead" in str(error)
+
+
+def test_bare_quote_passes_without_freshness(platform, quote, policy):
+    assert policy.nonce is None
+    assert policy.max_age is None
+    claims = verify_quote(quote, policy, [platform.root_certificate])
+    assert claims.report_data == REPORT_DATA
+
+
 def test_public_message_names_no_check(platform, quote):
     with pytest.raises(VerificationError) as info:
         verify_quote(quote, Policy(mr_enclave=MR_ENCLAVE), [platform.root_certificate])
@@ -265,6 +281,44 @@ def test_evidence_claims_swap_rejected(platform, identity):
     with pytest.raises(VerificationError) as info:
         verify_evidence(swapped, policy, [platform.root_certificate])
     assert info.value.check == "report_data"
+
+
+def test_evidence_policy_identity_checks(platform, identity):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    claims = {"nonce": b"n", "iat": int(now.timestamp())}
+    evidence = make_evidence(platform, identity, claims)
+    roots = [platform.root_certificate]
+    policy = Policy(mr_enclave=MR_ENCLAVE, mr_signer=platform.mr_signer, isv_prod_id=7,
+                    min_isv_svn=3, allow_debug=True, allow_simulation=True,
+                    nonce=b"n", max_age=30)
+    assert verify_evidence(evidence, policy, roots, now=now).isv_svn == 3
+    cases = {
+        "simulation": dataclasses.replace(policy, allow_simulation=False),
+        "debug": dataclasses.replace(policy, allow_debug=False),
+        "mr_enclave": dataclasses.replace(policy, mr_enclave=bytes(32)),
+        "mr_signer": dataclasses.replace(policy, mr_signer=bytes(32)),
+        "isv_prod_id": dataclasses.replace(policy, isv_prod_id=8),
+        "isv_svn": dataclasses.replace(policy, min_isv_svn=4),
+        "nonce": dataclasses.replace(policy, nonce=b"m"),
+    }
+    for check, bad_policy in cases.items():
+        with pytest.raises(VerificationError) as info:
+            verify_evidence(evidence, bad_policy, roots, now=now)
+        assert info.value.check == check, str(info.value)
+    with pytest.raises(UsageError, match="report_data cannot be used with evidence"):
+        verify_evidence(evidence, dataclasses.replace(policy, report_data=b"x"), roots, now=now)
+
+
+def test_evidence_without_freshness_claims_rejected(platform, identity):
+    evidence = make_evidence(platform, identity, {"user-data": b"x"})
+    roots = [platform.root_certificate]
+    policy = Policy(mr_enclave=MR_ENCLAVE, allow_debug=True, allow_simulation=True)
+    with pytest.raises(VerificationError) as info:
+        verify_evidence(evidence, dataclasses.replace(policy, nonce=b"n"), roots)
+    assert info.value.check == "nonce"
+    with pytest.raises(VerificationError) as info:
+        verify_evidence(evidence, dataclasses.replace(policy, max_age=30), roots)
+    assert info.value.check == "freshness"
 
 
 @pytest.mark.parametrize("blob", [b"", b"\x80", b"\x82\x01\x02", b"\x82\x40\xa1\x01\x01",

@@ -15,6 +15,11 @@ raises VerificationError with the check's name:
     simulation, debug, mr_enclave, mr_signer, isv_prod_id, isv_svn,
     report_data          the policy
 
+`verify_quote` rejects a policy with `nonce` or `max_age` before any of
+these ("freshness"), because only evidence claims carry a nonce and an
+issue time. `verify_evidence` checks them after the policy ("nonce",
+"freshness").
+
 TODO: TCB status and QE identity are not checked against Intel's collateral
 (TCB info, QE identity, CRLs from the PCS), so a quote from an out-of-date
 platform passes when its chain is valid.
@@ -72,7 +77,8 @@ class Policy:
 
     At least one of `mr_enclave` and `mr_signer` must be set. `report_data`
     is compared with the quote's 64-byte REPORTDATA after padding it with
-    zero bytes. `nonce` and `max_age` (seconds) apply to evidence claims.
+    zero bytes. `nonce` and `max_age` (seconds) apply to evidence claims, so
+    `verify_quote` rejects a bare quote when either is set.
     Debug and simulated quotes are rejected unless allowed here.
     """
 
@@ -174,9 +180,14 @@ def verify_quote(
     """Verify a DCAP v3 quote's signatures and certificates, then the policy.
 
     Raises VerificationError naming the first check that failed (see the
-    module docstring). Never send that message to a remote peer.
+    module docstring). Never send that message to a remote peer. A policy
+    that sets `nonce` or `max_age` fails the "freshness" check, because a
+    bare quote carries no nonce and no issue time, so it may be a replay.
     """
     try:
+        if policy.nonce is not None or policy.max_age is not None:
+            raise VerificationError("freshness", "a bare quote carries no nonce or issue time "
+                                    "(policy nonce or max_age is set); verify evidence instead")
         return _verify_quote(quote_bytes, policy, trusted_roots, _utc(now))
     except VerificationError as exc:
         log.info("quote rejected: %s", exc)

@@ -90,6 +90,19 @@ def test_verify_rejects_wrong_report_data(quote_file, capsys):
     assert "'report_data' failed" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("freshness", [["--nonce", "0011223344"], ["--max-age", "1"],
+                                       ["--nonce", "00", "--max-age", "60"]])
+def test_verify_bare_quote_fails_freshness(quote_file, freshness, capsys):
+    # A quote carries no nonce and no issue time, so it may be a replay.
+    status = run_cli(["attest", "verify", str(quote_file), "--allow-simulation",
+                      "--allow-debug", "--state-dir", state_dir_of(quote_file), *freshness])
+    assert status == 1
+    captured = capsys.readouterr()
+    assert "'freshness' failed" in captured.err
+    assert "verify evidence instead" in captured.err
+    assert "verification OK" not in captured.out
+
+
 def test_verify_rejects_tampered_file(quote_file, tmp_path, capsys):
     tampered = bytearray(quote_file.read_bytes())
     tampered[120] ^= 1
@@ -202,3 +215,32 @@ def test_verify_rejects_malformed_evidence(tmp_path, capsys):
     assert "invalid evidence" in capsys.readouterr().err
     assert run_cli(["attest", "verify", str(tmp_path / "missing.bin")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["attest", "quote", "-o", "{dir}"], "cannot write {dir}: Is a directory"),
+    (["attest", "quote", "-o", "{dir}/missing/q.bin"],
+     "cannot write {dir}/missing/q.bin: No such file or directory"),
+    (["attest", "evidence", "-o", "{dir}"], "cannot write {dir}: Is a directory"),
+    (["enclave", "manifest", "-o", "{dir}"], "cannot write {dir}: Is a directory"),
+    (["enclave", "manifest", "-o", "{dir}/missing/m"],
+     "cannot write {dir}/missing/m: No such file or directory"),
+    (["attest", "show", "{dir}"], "cannot read quote file '{dir}': Is a directory"),
+    (["attest", "verify", "{dir}"], "cannot read '{dir}': Is a directory"),
+    (["attest", "verify", "{dir}/v.bin", "--policy", "{dir}"],
+     "cannot read policy file '{dir}': Is a directory"),
+    (["attest", "verify", "{dir}/v.bin", "--policy", "{dir}/v.bin"],
+     "policy file '{dir}/v.bin' is not UTF-8 JSON text"),
+    (["attest", "verify", "{dir}/v.bin", "--root", "{dir}"],
+     "cannot read root certificate '{dir}': Is a directory"),
+])
+def test_bad_file_paths_exit_2(argv, message, tmp_path, capsys):
+    directory = str(tmp_path)
+    (tmp_path / "v.bin").write_bytes(b"\xff\xfe not a quote")
+    argv = [arg.format(dir=directory) for arg in argv]
+    if argv[:2] in (["attest", "quote"], ["attest", "evidence"]):
+        argv[2:2] = ["--state-dir", str(tmp_path / "sim")]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(dir=directory) in err
+    assert "internal error" not in err

@@ -106,7 +106,7 @@ def run_quote(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     with Enclave(backend=args.backend, state_dir=args.state_dir, config=config) as enclave:
         quote = enclave.get_quote(report_data)
-    Path(args.output).write_bytes(quote)
+    _write_output(args.output, quote)
     log.info("wrote a %d-byte quote to %s", len(quote), args.output)
     return 0
 
@@ -199,7 +199,7 @@ def run_evidence(args: argparse.Namespace) -> int:
         raise UsageError(f"--user-data is {len(user_data)} bytes, max 64")
     with Enclave(backend=args.backend, state_dir=args.state_dir) as enclave:
         evidence = enclave.get_evidence(user_data, nonce=nonce)
-    Path(args.output).write_bytes(evidence)
+    _write_output(args.output, evidence)
     log.info("wrote %d bytes of evidence to %s", len(evidence), args.output)
     return 0
 
@@ -208,9 +208,12 @@ def _build_policy(args: argparse.Namespace) -> Policy:
     values: dict[str, Any] = {}
     if args.policy:
         try:
-            text = Path(args.policy).read_text()
+            text = Path(args.policy).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read policy file {args.policy!r}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"policy file {args.policy!r} is not UTF-8 JSON text: "
+                             f"invalid byte at offset {exc.start}") from None
         values = dataclasses.asdict(Policy.from_json(text))
     for option, key in (("mrenclave", "mr_enclave"), ("mrsigner", "mr_signer"),
                         ("report_data", "report_data")):
@@ -233,7 +236,9 @@ def _trusted_roots(args: argparse.Namespace, quote: bytes) -> list[x509.Certific
     for path in args.root:
         try:
             roots.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise UsageError(f"cannot read root certificate {path!r}: {exc.strerror}") from None
+        except ValueError as exc:
             raise UsageError(f"cannot load root certificate {path!r}: {exc}") from None
     if roots:
         return roots
@@ -259,6 +264,13 @@ def _read_quote(path: str) -> UnverifiedQuote:
     except QuoteFormatError as exc:
         # Bad file contents, not a usage error: exit status 1, as for a bad module.
         raise QuoteFormatError(f"{path} is not a DCAP v3 quote: {exc}") from None
+
+
+def _write_output(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _hex_argument(option: str, value: str) -> bytes:

@@ -74,7 +74,10 @@ def run_manifest(args: argparse.Namespace) -> int:
         debug=args.debug,
     )
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     else:
         sys.stdout.write(text)
     return 0

@@ -1218,3 +1218,77 @@ def test_set_deadline_accepts_the_maximum(engine):
     store.set_deadline(MAX_DEADLINE_SECONDS)
     assert exports["f"](store) == 7
     store.set_deadline(None)
+
+
+OOB_ACCESS = """
+(module (memory 1)
+  (func (export "store") (param i32) local.get 0 i32.const 7 i32.store)
+  (func (export "load") (param i32) (result i64) local.get 0 i64.load offset=8)
+  (func (export "load8") (param i32) (result i32) local.get 0 i32.load8_u)
+  (func (export "store_f32") (param i32) local.get 0 f32.const 1 f32.store))
+"""
+
+
+@pytest.mark.parametrize("export,address,expected", [
+    ("store", 65533, "address 0xfffd, length 4, memory size 0x10000"),
+    ("load", 65530, "address 0x10002, length 8, memory size 0x10000"),
+    ("load8", 65536, "address 0x10000, length 1, memory size 0x10000"),
+    ("store_f32", 0xFFFFFFFF, "address 0xffffffff, length 4, memory size 0x10000"),
+])
+def test_oob_trap_message_is_wasmtee_text(engine, export, address, expected):
+    store, exports = exports_of(engine, OOB_ACCESS)
+    with pytest.raises(Trap) as info:
+        exports[export](store, address)
+    message = str(info.value)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS
+    assert message.startswith("out of bounds memory access")
+    assert "requires a buffer" not in message
+    assert "offset" not in message
+    if engine.config.tier == "python":
+        assert expected in message
+
+
+def test_host_recursion_error_keeps_message(engine):
+    def deep(*args):
+        raise RecursionError("deep")
+
+    store, ex = host_exports(engine, deep)
+    with pytest.raises(Trap) as info:
+        ex["call_f"](store, 1)
+    assert info.value.code is TrapCode.HOST_ERROR
+    assert "RecursionError: deep" in str(info.value)
+    assert isinstance(info.value.__cause__, RecursionError)
+
+
+def test_host_hitting_recursion_limit_is_stack_exhausted(engine):
+    def recurse(*args):
+        return recurse(*args)
+
+    store, ex = host_exports(engine, recurse)
+    with pytest.raises(Trap) as info:
+        ex["call_f"](store, 1)
+    assert info.value.code is TrapCode.STACK_EXHAUSTED
+    assert "Python recursion limit" in str(info.value)
+
+
+@pytest.mark.parametrize("minimum", [0xFFFF_FFFF, 10_000_001])
+def test_huge_table_raises_resource_limit(engine, minimum):
+    store = Store(engine)
+    module = Module(engine, f"(module (table {minimum} funcref))")
+    with pytest.raises(ResourceLimitExceeded) as info:
+        Instance(store, module, [])
+    assert str(minimum) in str(info.value)
+    assert f"{minimum * 8} bytes" in str(info.value)
+
+
+def test_table_limit_default_and_configured(engine):
+    from wasmtee.runtime.table import DEFAULT_MAX_ELEMENTS
+
+    wat = '(module (table (export "t") 1 funcref) (func (export "grow") (param i32) (result i32) ref.null func local.get 0 table.grow))'
+    store, exports = exports_of(engine, wat)
+    assert exports["grow"](store, DEFAULT_MAX_ELEMENTS) == -1
+    assert exports["grow"](store, 9) == 1
+    store = Store(engine)
+    store.set_limits(table_elements=DEFAULT_MAX_ELEMENTS + 1)
+    instance = Instance(store, Module(engine, f"(module (table {DEFAULT_MAX_ELEMENTS + 1} funcref))"), [])
+    assert instance is not None

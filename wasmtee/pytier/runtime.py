@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import struct
 import sys
 import threading
@@ -110,8 +111,24 @@ def _trap_div() -> Trap:
     return Trap(TrapCode.INTEGER_DIVIDE_BY_ZERO)
 
 
+# The numbers in CPython's struct.error for a buffer that is too short, as in
+# "pack_into requires a buffer of at least 65537 bytes for packing 4 bytes at
+# offset 65533 (actual buffer size is 65536)".
+_STRUCT_BOUNDS = re.compile(r"(\d+) bytes at offset (\d+) \(actual buffer size is (\d+)\)")
+
+
 def _trap_memory(exc: BaseException) -> Trap:
-    return Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, str(exc))
+    """Return the trap of a load or store whose struct call raised `exc`.
+
+    The detail names the address, length and memory size in the form
+    MemoryInstance uses; struct's own wording never reaches the message.
+    """
+    match = _STRUCT_BOUNDS.search(str(exc))
+    if match is None:
+        return Trap(TrapCode.MEMORY_OUT_OF_BOUNDS)
+    length, address, size = (int(group) for group in match.groups())
+    return Trap(TrapCode.MEMORY_OUT_OF_BOUNDS,
+                f"address 0x{address:x}, length {length}, memory size 0x{size:x}")
 
 
 def _trap_stack() -> Trap:

@@ -79,6 +79,17 @@ def _host_error(func: HostFunction, exc: BaseException) -> Trap:
     return Trap(TrapCode.HOST_ERROR, detail)
 
 
+def _recursion_trap(func: HostFunction, exc: RecursionError) -> Trap:
+    """Return STACK_EXHAUSTED for Python's own recursion limit, else a host error.
+
+    CPython's message for its limit starts with "maximum recursion depth
+    exceeded"; a RecursionError that the host raised itself keeps its message.
+    """
+    if str(exc).startswith("maximum recursion depth exceeded"):
+        return Trap(TrapCode.STACK_EXHAUSTED, f"Python recursion limit, in {func.name or 'a host function'}")
+    return _host_error(func, exc)
+
+
 class HostFunction(FunctionInstance):
     """A function implemented in Python, taking and returning raw values.
 
@@ -138,7 +149,7 @@ class HostFunction(FunctionInstance):
                 except WasmteeError:
                     raise
                 except RecursionError as exc:
-                    raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
+                    raise _recursion_trap(me, exc) from exc
                 except Exception as exc:
                     raise _host_error(me, exc) from exc
                 if store is not None and store.closed:
@@ -155,7 +166,7 @@ class HostFunction(FunctionInstance):
                 except WasmteeError:
                     raise
                 except RecursionError as exc:
-                    raise Trap(TrapCode.STACK_EXHAUSTED, "Python recursion limit") from exc
+                    raise _recursion_trap(me, exc) from exc
                 except Exception as exc:
                     raise _host_error(me, exc) from exc
                 if store is not None and store.closed:

@@ -13,6 +13,13 @@ from wasmtee.errors import ResourceLimitExceeded, Trap, TrapCode
 from wasmtee.model import Limits, TableType, ValType
 
 MAX_ELEMENTS = 0xFFFF_FFFF
+# The element limit of a table whose store sets no table limit
+# (Store.set_limits(table_elements=...)). It is the JS API's limit on table
+# size; a Python list of this many references takes about 80 MB.
+DEFAULT_MAX_ELEMENTS = 10_000_000
+# Bytes per element of the list, as wasmtime counts them in its "failed to
+# allocate" message (8 bytes per funcref slot on 64-bit hosts).
+_ELEMENT_BYTES = 8
 
 
 def uninitialized_element(index: int) -> Trap:
@@ -32,7 +39,9 @@ class TableInstance:
     `elements` is the list itself; `max` the largest length `grow` may reach.
     `store` is the owning Store, or None for a table created outside any store.
 
-    Raises ResourceLimitExceeded when the minimum size exceeds the limit.
+    `limit_elements` is the store's table limit; None means DEFAULT_MAX_ELEMENTS.
+    Raises ResourceLimitExceeded when the minimum size exceeds the limit or
+    the host cannot allocate it.
     """
 
     __slots__ = ("__weakref__", "elements", "limit_elements", "max", "on_change", "store", "type")
@@ -42,17 +51,24 @@ class TableInstance:
     ) -> None:
         limits = table_type.limits
         maximum = MAX_ELEMENTS if limits.max is None else min(limits.max, MAX_ELEMENTS)
-        if limit_elements is not None:
-            maximum = min(maximum, max(limit_elements, 0))
+        limit = DEFAULT_MAX_ELEMENTS if limit_elements is None else max(limit_elements, 0)
+        maximum = min(maximum, limit)
         if limits.min > maximum:
             raise ResourceLimitExceeded(
-                f"table size exceeds limit (minimum {limits.min} elements, limit {maximum})"
+                f"table size exceeds limit (minimum {limits.min} elements, "
+                f"{limits.min * _ELEMENT_BYTES} bytes; limit {maximum} elements)"
             )
         self.type = table_type
         self.store: Any = None
         self.limit_elements = limit_elements
         self.max = maximum
-        self.elements: list[Any] = [init] * limits.min
+        try:
+            self.elements: list[Any] = [init] * limits.min
+        except MemoryError:
+            raise ResourceLimitExceeded(
+                f"out of memory (failed to allocate a table of {limits.min} elements, "
+                f"{limits.min * _ELEMENT_BYTES} bytes)"
+            ) from None
         # Callbacks run after a write with (table, start, count); growth reports
         # the new slots (start = old length).
         self.on_change: list[Callable[[TableInstance, int, int], None]] = []
@@ -112,6 +128,8 @@ class TableInstance:
             reason = f"its declared maximum is {declared}"
         elif self.limit_elements is not None and new > self.limit_elements:
             reason = f"the store's table limit is {self.limit_elements}"
+        elif self.limit_elements is None and new > DEFAULT_MAX_ELEMENTS:
+            reason = f"the default table limit is {DEFAULT_MAX_ELEMENTS}"
         elif new > MAX_ELEMENTS:
             reason = f"a table has at most {MAX_ELEMENTS}"
         else:

@@ -585,7 +585,7 @@ def test_script_commands():
         "assert_uninstantiable",
         "skip",
         "action",
-        "skip",
+        "module",
     ]
     assert commands[0].module.name == "$m"
     assert commands[1].module.data == b"\x00asm\x01\x00\x00\x00"
@@ -598,6 +598,8 @@ def test_script_commands():
     assert commands[6].expected[1].kind == "ref.func"
     assert commands[13].reason == "unsupported feature: simd"
     assert commands[14].line == 16
+    assert commands[15].module.definition
+    assert commands[15].module.name == "$d"
 
 
 def test_script_text_module_parses_lazily():

@@ -167,7 +167,7 @@ def test_unparsable_module_skips_modified_imports(tmp_path):
     assert (summary.passed, summary.failed, summary.skipped) == (0, 0, 2)
 
 
-def test_skipped_module_instance_skips_its_uses(tmp_path):
+def test_module_instance_registers_and_runs(tmp_path):
     summary = run_text(
         tmp_path,
         """(module definition $D (func (export "f")))
@@ -176,7 +176,7 @@ def test_skipped_module_instance_skips_its_uses(tmp_path):
 (assert_return (invoke $I "f"))
 """,
     )
-    assert (summary.passed, summary.failed, summary.skipped) == (0, 0, 3)
+    assert (summary.passed, summary.failed, summary.skipped) == (1, 0, 0)
 
 
 def test_malformed_script_counts_one_failure(tmp_path):
@@ -241,3 +241,19 @@ def test_endless_loop_is_interrupted(tmp_path):
     summary = run_script_file(path, timeout=1.0)
     assert (summary.passed, summary.failed) == (1, 1)
     assert "interrupted" in summary.failures[0].reason
+
+
+def test_instance_of_unknown_definition_fails(tmp_path):
+    summary = run_text(tmp_path, "(module instance $I $Missing)\n(invoke $I \"f\")\n")
+    assert summary.failed == 2
+    assert "unknown module definition $Missing" in str(summary.failures[0])
+
+
+def test_instance_of_skipped_definition_skips(tmp_path):
+    summary = run_text(
+        tmp_path,
+        "(module definition $D (func (export \"f\") (result v128) (v128.const i64x2 0 0)))\n"
+        "(module instance $I $D)\n(invoke $I \"f\")\n")
+    assert summary.failed == 0
+    assert summary.skipped == 3
+    assert set(summary.skip_reasons) == {"unsupported feature: simd"}

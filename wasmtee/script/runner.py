@@ -139,6 +139,9 @@ class ScriptRunner:
         self.summary = Summary()
         self.current: _Slot | None = None
         self.named: dict[str, _Slot] = {}
+        # Module definitions by $name, None for the latest one: the loaded
+        # module, or the reason why it was skipped.
+        self.definitions: dict[str | None, tuple[Module, object] | str] = {}
         self.registered: dict[str, _Slot] = {"spectest": _Slot(backend.spectest())}
 
     # Counting -------------------------------------------------------------------
@@ -191,7 +194,13 @@ class ScriptRunner:
     def run_command(self, command: Command) -> None:
         kind = command.kind
         if kind == "module":
-            self.define_module(command)
+            assert command.module is not None
+            if command.module.definition:
+                self.define_definition(command.module)
+            else:
+                self.define_module(command)
+        elif kind == "module_instance":
+            self.instantiate_definition(command)
         elif kind == "register":
             slot = self.find_slot(command.register_module)
             self.registered[command.register_as] = slot
@@ -215,24 +224,54 @@ class ScriptRunner:
             self.assert_instantiation_fails(command)
             self.passed()
         elif kind == "skip":
-            if command.skipped_instance is not None:
-                slot = _Slot(skip_reason=command.reason)
-                self.current = slot
-                if command.skipped_instance:
-                    self.named[command.skipped_instance] = slot
             raise _Outcome(command.reason, skip=True)
         else:
             raise _Outcome(f"unknown command kind {kind}")
 
-    def define_module(self, command: Command) -> None:
+    def define_definition(self, script_module: ScriptModule) -> None:
+        """Decode and validate a `module definition` without instantiating it."""
+        names = [None] if script_module.name is None else [None, script_module.name]
+        try:
+            loaded = self.load(script_module, may_modify=False)
+        except UnsupportedFeature as exc:
+            reason = f"unsupported feature: {exc.feature}"
+            self.definitions.update(dict.fromkeys(names, reason))
+            raise _Outcome(reason, skip=True) from None
+        except WasmteeError as exc:
+            for name in names:
+                self.definitions.pop(name, None)
+            raise _Outcome(
+                f"module definition failed to load: {type(exc).__name__}: {exc}"
+            ) from None
+        self.definitions.update(dict.fromkeys(names, loaded))
+
+    def instantiate_definition(self, command: Command) -> None:
+        loaded = self.definitions.get(command.definition_name)
+        if loaded is None or isinstance(loaded, str):
+            slot = _Slot(skip_reason=loaded)
+            self.current = slot
+            if command.instance_name is not None:
+                self.named[command.instance_name] = slot
+            if loaded is not None:
+                raise _Outcome(loaded, skip=True)
+            slot.failed_line = command.line
+            raise _Outcome(f"unknown module definition {command.definition_name or '(latest)'}")
+        self.define_module(command, loaded)
+
+    def define_module(self, command: Command,
+                      loaded: tuple[Module, object] | None = None) -> None:
+        """Instantiate a script module, or the given definition for `module instance`."""
         script_module = command.module
-        assert script_module is not None
+        name = script_module.name if script_module is not None else command.instance_name
         slot = _Slot()
         self.current = slot
-        if script_module.name is not None:
-            self.named[script_module.name] = slot
+        if name is not None:
+            self.named[name] = slot
         try:
-            slot.instance = self.instantiate(self.load(script_module))
+            if loaded is None:
+                assert script_module is not None
+                loaded = self.load(script_module)
+            slot.instance = self.instantiate(loaded)
         except UnsupportedFeature as exc:
             slot.skip_reason = f"unsupported feature: {exc.feature}"
             raise _Outcome(slot.skip_reason, skip=True) from None

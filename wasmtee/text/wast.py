@@ -3,7 +3,7 @@
 `parse_script(text)` returns a list of commands. Text modules are kept as
 unparsed S-expressions so that the runner parses them itself and can tell a
 malformed module from a malformed script. Commands of later proposals
-(`module definition`, `thread`, `v128` values, and so on) become `Skip`
+(`thread`, `v128` values, and so on) become `Skip`
 commands with a reason instead of failing the whole script.
 """
 
@@ -37,6 +37,8 @@ class ScriptModule:
     source: Source | None = None
     fields: list[Node] = field(default_factory=list)
     data: bytes = b""
+    # True for `(module definition ...)`: validated, instantiated only by `module instance`.
+    definition: bool = False
 
     def parse_text(self) -> Module:
         """Parse a text or quote module to the module model.
@@ -132,7 +134,7 @@ class Action:
 class Command:
     """One script command.
 
-    `kind` is "module", "register", "action", "assert_return", "assert_trap",
+    `kind` is "module", "module_instance", "register", "action", "assert_return", "assert_trap",
     "assert_exhaustion", "assert_malformed", "assert_invalid",
     "assert_unlinkable", "assert_uninstantiable" or "skip".
     """
@@ -145,21 +147,15 @@ class Command:
     message: str = ""
     register_as: str = ""
     register_module: str | None = None
+    # For `module_instance`: the new instance's $name and the definition's
+    # $name (None for the latest definition).
+    instance_name: str | None = None
+    definition_name: str | None = None
     reason: str = ""
-    # For a skipped `module instance`: its name, so later uses skip too.
-    skipped_instance: str | None = None
 
 
 class ScriptSkip(Exception):
-    """A construct of a later proposal; the command is skipped with this reason.
-
-    `instance` is set for a skipped `(module instance ...)`: "" when unnamed,
-    otherwise its $name.
-    """
-
-    def __init__(self, reason: str, instance: str | None = None) -> None:
-        super().__init__(reason)
-        self.instance = instance
+    """A construct of a later proposal; the command is skipped with this reason."""
 
 
 class _ScriptParser:
@@ -180,13 +176,19 @@ class _ScriptParser:
         try:
             return self.dispatch(head, node, line)  # type: ignore[arg-type]
         except ScriptSkip as skip:
-            return Command(
-                "skip", line, reason=str(skip), skipped_instance=skip.instance
-            )
+            return Command("skip", line, reason=str(skip))
 
     def dispatch(self, head: str, node: SList, line: int) -> Command:
         items = node.items
         if head == "module":
+            items = node.items
+            if len(items) > 1 and isinstance(items[1], Atom) and items[1].text == "instance":
+                instance_name = self.optional_name(items, 2)
+                definition_name = self.optional_name(items, 3)
+                if len(items) > 4:
+                    raise self.error("unexpected token in module instance", items[4])
+                return Command("module_instance", line, instance_name=instance_name,
+                               definition_name=definition_name)
             return Command("module", line, module=self.module(node))
 
         if head == "register":
@@ -263,18 +265,11 @@ class _ScriptParser:
         items = node.items
         line = self.line(node)
         pos = 1
-        if (
-            pos < len(items)
-            and isinstance(items[pos], Atom)
-            and items[pos].text in ("definition", "instance")
-        ):
-            keyword = items[pos].text
-            instance = None
-            if keyword == "instance":
-                after = items[pos + 1] if pos + 1 < len(items) else None
-                is_named = isinstance(after, Atom) and after.kind == ID
-                instance = after.text if is_named else ""  # type: ignore[union-attr]
-            raise ScriptSkip(f"unsupported feature: module {keyword}", instance)
+        definition = (
+            pos < len(items) and isinstance(items[pos], Atom) and items[pos].text == "definition"
+        )
+        if definition:
+            pos += 1
         name = None
         if pos < len(items) and isinstance(items[pos], Atom) and items[pos].kind == ID:
             name = items[pos].text
@@ -292,8 +287,8 @@ class _ScriptParser:
                     raise self.error(f"unexpected token in {kind} module", atom)
                 parts.append(atom.value or b"")
             joiner = b" " if kind == "quote" else b""
-            return ScriptModule(line, name, kind, data=joiner.join(parts))
-        return ScriptModule(line, name, "text", self.source, items[pos:])
+            return ScriptModule(line, name, kind, data=joiner.join(parts), definition=definition)
+        return ScriptModule(line, name, "text", self.source, items[pos:], definition=definition)
 
     def action(self, node: SList) -> Action:
         head = node.head()

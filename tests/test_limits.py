@@ -199,3 +199,36 @@ def test_interrupt_requires_config():
         store.interrupt()
     with pytest.raises(UsageError):
         store.set_deadline(1)
+
+
+def test_large_frames_recursion_bounded(tier):
+    # 50000 i64 locals: 10000 such frames would hold about 4 GB on the python tier.
+    locals_ = " ".join(["i64"] * 50_000)
+    engine = Engine(Config(tier=tier, epoch_interruption=True))
+    wat = f'(module (func $f (export "f") (local {locals_}) call $f))'
+    store, ex = instance(engine, wat, guarded_store(engine))
+    started = time.monotonic()
+    with pytest.raises(Trap) as info:
+        ex["f"](store)
+    assert info.value.code is TrapCode.STACK_EXHAUSTED
+    assert time.monotonic() - started < 15
+
+
+def test_large_frames_still_recurse(tier):
+    from wasmtee.pytier.translate import MAX_FRAME_SLOTS
+
+    # A function with 300 locals counts its frame; it may still recurse deeply,
+    # and the count returns to zero after a trap.
+    locals_ = " ".join(["i32"] * 300)
+    wat = f"""(module
+      (func $down (export "down") (param i32) (result i32) (local {locals_})
+        (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+          (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1))))))))"""
+    engine = Engine(Config(tier=tier, epoch_interruption=True))
+    store, ex = instance(engine, wat, guarded_store(engine))
+    assert ex["down"](store, 5000) == 5000
+    with pytest.raises(Trap) as info:
+        ex["down"](store, MAX_FRAME_SLOTS)
+    assert info.value.code is TrapCode.STACK_EXHAUSTED
+    for _ in range(3):
+        assert ex["down"](store, 5000) == 5000

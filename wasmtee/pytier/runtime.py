@@ -27,6 +27,7 @@ import struct
 import sys
 import threading
 import time
+import types
 import weakref
 from typing import Any
 
@@ -37,7 +38,12 @@ from wasmtee.runtime.config import DEFAULT_MAX_CALL_DEPTH
 from wasmtee.runtime.func import store_closed
 from wasmtee.runtime.table import uninitialized_element
 from wasmtee.pytier.flat import FlatTranslator
-from wasmtee.pytier.translate import FunctionTranslator, NestingTooDeep, TranslateOptions
+from wasmtee.pytier.translate import (
+    LARGE_FRAME_SLOTS,
+    FunctionTranslator,
+    NestingTooDeep,
+    TranslateOptions,
+)
 from wasmtee.values import round_f32
 
 logger = logging.getLogger(__name__)
@@ -101,6 +107,18 @@ def depth_cell(store: Any) -> list[int]:
     if cell is None:
         cell = [0]
         _depth_cells[store] = cell
+    return cell
+
+
+_slots_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+
+
+def slots_cell(store: Any) -> list[int]:
+    """Return the store's one-element list of frame slots held by running large frames."""
+    cell = _slots_cells.get(store)
+    if cell is None:
+        cell = [0]
+        _slots_cells[store] = cell
     return cell
 
 
@@ -286,22 +304,51 @@ def compile_function(module: Module, func_types: list[Any], func_index: int,
     """
     filename = f"<wasm function {func_index}>"
     try:
-        source, constants = FunctionTranslator(module, func_types, func_index, options).translate()
-        return compile(source, filename, "exec"), constants, source
+        return _compile_counting_slots(FunctionTranslator, module, func_types, func_index,
+                                       options, filename)
     except NestingTooDeep as exc:
         reason = str(exc)
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
         # A CPython limit that NestingTooDeep does not predict.
         reason = f"compile() rejected the structured source: {exc}"
     logger.debug("function %d uses the flat translation: %s", func_index, reason)
-    source, constants = FlatTranslator(module, func_types, func_index, options).translate()
     try:
-        return compile(source, filename, "exec"), constants, source
+        return _compile_counting_slots(FlatTranslator, module, func_types, func_index,
+                                       options, filename)
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
         raise CompileError(
             f"function {func_index} cannot be compiled to Python: {exc} (flat translation, "
             f"used because {reason})"
         ) from exc
+
+
+def _compile_counting_slots(translator: type[FunctionTranslator], module: Module,
+                            func_types: list[Any], func_index: int, options: TranslateOptions,
+                            filename: str) -> tuple[Any, dict[str, object], str]:
+    """Translate and compile with `translator`; a large frame is translated again to count it.
+
+    The frame size (CPython's co_nlocals plus co_stacksize) is known only after
+    compile(), so a function whose frame has LARGE_FRAME_SLOTS or more slots is
+    translated a second time with code that counts them against MAX_FRAME_SLOTS.
+    """
+    source, constants = translator(module, func_types, func_index, options).translate()
+    code = compile(source, filename, "exec")
+    slots = _frame_slots(code, f"f{func_index}")
+    if slots < LARGE_FRAME_SLOTS:
+        return code, constants, source
+    counting = translator(module, func_types, func_index, options)
+    # One more slot for the counter's own local variable.
+    counting.frame_slots = slots + 1
+    source, constants = counting.translate()
+    return compile(source, filename, "exec"), constants, source
+
+
+def _frame_slots(code: Any, name: str) -> int:
+    """Return the local and value-stack slots of the function `name` defined by `code`."""
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType) and constant.co_name == name:
+            return int(constant.co_nlocals + constant.co_stacksize)
+    return 0
 
 
 class CompiledModule:
@@ -412,6 +459,7 @@ class InstanceCode:
         ns["_fuel"] = store.fuel_cell
         ns["_interrupt"] = store.interrupt_cell
         ns["_depth"] = depth_cell(store)
+        ns["_slots"] = slots_cell(store)
         for j, func in enumerate(instance.funcs):
             if j < self.compiled.first_defined:
                 ns[f"f{j}"] = self.import_stub(j)

@@ -105,6 +105,8 @@ class FunctionTranslator:
         self.func = module.funcs[func_index - first_defined]
         self.type = func_types[func_index]
         self.local_types = list(self.type.params) + list(self.func.locals)
+        # Python frame slots to count in the store's slot cell, or None (see wrap_body).
+        self.frame_slots: int | None = None
         self.lines: list[str] = []
         self.indent = 1
         self.stack: list[Operand] = []
@@ -233,13 +235,27 @@ class FunctionTranslator:
         if self.uses_memory:
             prologue.append(" mv = MV.view")
         entry: list[str] = []
+        counters: list[str] = []
         if self.options.max_depth is not None:
             # Count wasm frames in the store's depth cell; the finally below undoes it.
-            entry = [
+            entry += [
                 "  _d = _depth[0]",
                 f"  if _d >= {self.options.max_depth}: raise _trap_stack()",
-                "  _depth[0] = _d + 1",
             ]
+            counters.append("_depth")
+        if self.frame_slots is not None:
+            # Count the slots of a large frame, so that deep recursion of a function
+            # with thousands of locals or temporaries traps before it exhausts RAM.
+            entry += [
+                f"  _s = _slots[0] + {self.frame_slots}",
+                f"  if _s > {MAX_FRAME_SLOTS}: raise _trap_stack()",
+            ]
+            counters.append("_slots")
+        # Both checks come before both increments, so a trap at entry leaves no count behind.
+        if "_depth" in counters:
+            entry.append("  _depth[0] = _d + 1")
+        if "_slots" in counters:
+            entry.append("  _slots[0] = _s")
         source_lines = header + entry + ["  try:"] + ["  " + line for line in prologue + body]
         source_lines += [
             "  except ZeroDivisionError:",
@@ -252,8 +268,12 @@ class FunctionTranslator:
             "  except RecursionError:",
             "    raise _trap_stack() from None",
         ]
-        if self.options.max_depth is not None:
-            source_lines += ["  finally:", "    _depth[0] -= 1"]
+        if counters:
+            source_lines.append("  finally:")
+        if "_depth" in counters:
+            source_lines.append("    _depth[0] -= 1")
+        if "_slots" in counters:
+            source_lines.append(f"    _slots[0] -= {self.frame_slots}")
         return "\n".join(source_lines) + "\n"
 
     def count_fuel(self) -> dict[int, int]:
@@ -847,6 +867,14 @@ class TranslateOptions:
 class NestingTooDeep(Exception):
     """The structured translation of a function would pass one of CPython's nesting limits."""
 
+
+# A function whose Python frame has at least this many slots (locals plus
+# value stack) counts them in the store's slot cell while it runs.
+LARGE_FRAME_SLOTS = 256
+# The most slots that large frames may hold at once in one store: about 32 MB
+# of frame memory at 8 bytes per slot. wasmtime's default 512 KiB wasm stack is
+# far smaller, so a module that runs there never reaches this bound.
+MAX_FRAME_SLOTS = 4_000_000
 
 # CPython allows 20 nested loop and try blocks per function; the body's try takes one.
 MAX_PYTHON_LOOPS = 18

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from wasmtee.cli.arguments import byte_size, non_negative_int, positive_seconds
+from wasmtee.cli.interrupt import interrupt_on_sigint, store_interrupter
 from wasmtee.cli.module_file import ModuleKind, classify, read_module_file
 from wasmtee.errors import CompileError, Trap, UsageError, WasiExit
 
@@ -207,8 +208,9 @@ def _run(args: argparse.Namespace) -> int:
     import wasmtee
     from wasmtee.wasi import add_to_linker
 
+    # Interruption checks let Ctrl-C stop native code (see wasmtee.cli.interrupt).
     config = wasmtee.Config(tier=args.tier, consume_fuel=args.fuel is not None,
-                            epoch_interruption=args.timeout is not None)
+                            epoch_interruption=args.timeout is not None or args.tier != "python")
     engine = wasmtee.Engine(config)
     data = read_module_file(args.module)
     kind = classify(args.module, data)
@@ -217,11 +219,13 @@ def _run(args: argparse.Namespace) -> int:
         # An AOT artifact from `wasmtee compile` holds native code: it runs on the llvm tier.
         from wasmtee.llvm import aot
 
-        engine = wasmtee.Engine(wasmtee.Config(
-            tier="llvm", consume_fuel=config.consume_fuel,
-            epoch_interruption=config.epoch_interruption,
-        ))
         try:
+            # Interruption follows the artifact, so Ctrl-C can stop one compiled with it.
+            interruptible = args.timeout is not None or aot.read_artifact(data)[0].interruptible
+            engine = wasmtee.Engine(wasmtee.Config(
+                tier="llvm", consume_fuel=config.consume_fuel,
+                epoch_interruption=interruptible,
+            ))
             module = aot.load_module(engine, data)
         except CompileError as exc:
             raise CompileError(f"{args.module} cannot be loaded as a wasmtee AOT artifact: "
@@ -236,7 +240,9 @@ def _run(args: argparse.Namespace) -> int:
     linker = wasmtee.Linker(engine)
     wasi = add_to_linker(linker, store, wasi_config)
     try:
-        return _run_instance(args, store, linker, module)
+        native = store.engine.tier.name == "llvm"
+        with interrupt_on_sigint(store_interrupter(store), native):
+            return _run_instance(args, store, linker, module)
     except WasiExit as exc:
         return guest_exit_status(exc.code)
     except Trap as trap:

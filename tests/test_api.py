@@ -1292,3 +1292,42 @@ def test_table_limit_default_and_configured(engine):
     store.set_limits(table_elements=DEFAULT_MAX_ELEMENTS + 1)
     instance = Instance(store, Module(engine, f"(module (table {DEFAULT_MAX_ELEMENTS + 1} funcref))"), [])
     assert instance is not None
+
+
+NESTED_HOST_CALLS = """
+import sys
+from wasmtee import Config, Engine, Func, FuncType, Instance, Module, Store, Trap, ValType
+
+engine = Engine(Config(tier=sys.argv[1], max_call_depth=200_000))
+store = Store(engine)
+wat = '''(module (import "h" "back" (func $back (param i32) (result i32)))
+  (func (export "down") (param i32) (result i32)
+    (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+      (else (i32.add (i32.const 1) (call $back (i32.sub (local.get 0) (i32.const 1))))))))'''
+exports = {}
+back = Func(store, FuncType((ValType.I32,), (ValType.I32,)),
+            lambda caller, n: exports["down"](caller, n), access_caller=True)
+exports.update(Instance(store, Module(engine, wat), [back]).exports(store))
+assert exports["down"](store, 100) == 100
+try:
+    exports["down"](store, 20_000)
+except Trap as trap:
+    print(trap.code.name)
+assert exports["down"](store, 100) == 100
+"""
+
+
+def test_nested_host_calls_trap_not_crash(engine):
+    import os
+    import subprocess
+    import sys
+
+    # Before the nesting bound, a raised max_call_depth let this overflow the C stack.
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", NESTED_HOST_CALLS, engine.config.tier],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "STACK_EXHAUSTED"

@@ -507,3 +507,185 @@ def test_dir_ro_program_reads_not_writes(tmp_path):
     assert b"Operation not permitted" in proc.stderr
     assert sorted(path.name for path in data.rglob("*")) == before
     assert (data / "in.txt").read_bytes() == b"alpha\nneedle one\n"
+
+
+ENVARGS = REPO / "examples" / "wasi" / "envargs.wasm"
+
+
+@needs_engine
+def test_empty_argv0_is_passed():
+    proc = wasmtee("run", "--argv0", "", str(ENVARGS), "x")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines()[:2] == [b"argv[0]=", b"argv[1]=x"]
+
+
+@pytest.mark.parametrize("args,named", [
+    (["run", str(ENVARGS), "ok", "\udcff"], "guest argument 2 b'\\xff'"),
+    (["run", "--env", "A=\udcff", str(ENVARGS)], "--env b'A=\\xff'"),
+    (["run", "--argv0", "\udcff", str(ENVARGS)], "--argv0 b'\\xff'"),
+    (["run", "--dir", f"{REPO}::/\udcfe", str(ENVARGS)], "--dir guest path b'/\\xfe'"),
+])
+def test_non_utf8_arguments_rejected(args, named):
+    # Python's command line decodes the byte 0xff to the lone surrogate U+DCFF.
+    proc = cli(*args)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert named in err
+    assert "not valid UTF-8" in err
+    assert "internal error" not in err
+
+
+def test_non_utf8_argument_from_shell():
+    proc = subprocess.run([os.fsencode(sys.executable), b"-m", b"wasmtee", b"run", os.fsencode(ENVARGS),
+                           b"\xff"], capture_output=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr
+    assert b"guest argument 1 b'\\xff' is not valid UTF-8" in proc.stderr
+
+
+def test_dir_that_is_a_file_named():
+    proc = cli("run", "--dir", str(ENVARGS), str(ENVARGS))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "is not a directory" in err
+    assert "not found" not in err
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null"])
+def test_module_not_regular_file_rejected(path):
+    if not os.path.exists(path):
+        pytest.skip(f"{path} does not exist here")
+    proc = cli("run", path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "not a regular file" in err
+
+
+def test_module_directory_rejected():
+    proc = cli("run", str(REPO))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "Is a directory" in err
+
+
+def test_module_file_size_cap(tmp_path, monkeypatch):
+    from wasmtee.cli import module_file
+
+    monkeypatch.setattr(module_file, "MAX_MODULE_FILE_SIZE", 16)
+    big = tmp_path / "big.wasm"
+    big.write_bytes(b"\0asm\1\0\0\0" + bytes(9))
+    with pytest.raises(UsageError) as info:
+        module_file.read_module_file(str(big))
+    assert "larger than 16 bytes" in str(info.value)
+    big.write_bytes(bytes(16))
+    assert module_file.read_module_file(str(big)) == bytes(16)
+
+
+def test_huge_table_exits_1(tmp_path):
+    # A table of 2^32-1 elements, as wasmtime's "out of memory" case.
+    module = tmp_path / "bigtable.wasm"
+    module.write_bytes(bytes.fromhex("0061736d01000000" "0408017000ffffffff0f"))
+    proc = wasmtee("run", str(module))
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "4294967295 elements" in err
+    assert "internal error" not in err
+
+
+@needs_engine
+@pytest.mark.parametrize("depth,status", [(3000, 0), (4000, 134)])
+def test_max_call_depth_option(tmp_path, depth, status):
+    wat = tmp_path / "recurse.wat"
+    wat.write_text("""(module
+      (func $down (export "down") (param i32) (result i32)
+        (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+          (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1))))))))""")
+    proc = wasmtee("run", "--max-call-depth", "3500", "--invoke", "down", str(wat), str(depth))
+    assert proc.returncode == status, proc.stderr
+    if status == 0:
+        assert proc.stdout == f"{depth}\n".encode()
+    else:
+        assert b"call stack exhausted" in proc.stderr
+
+
+@needs_engine
+def test_max_call_depth_raised_on_python_tier(tmp_path):
+    wat = tmp_path / "recurse.wat"
+    wat.write_text("""(module
+      (func $down (export "down") (param i32) (result i32)
+        (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+          (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1))))))))""")
+    proc = wasmtee("run", "--tier", "python", "--invoke", "down", str(wat), "15000")
+    assert proc.returncode == 134
+    proc = wasmtee("run", "--tier", "python", "--max-call-depth", "200000", "--invoke", "down",
+                   str(wat), "150000")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"150000\n"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1000001", "1e4"])
+def test_max_call_depth_bad_values(value):
+    proc = cli("run", "--max-call-depth", value, "x.wasm")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "--max-call-depth" in err
+    assert repr(value) in err
+
+
+def test_help_documents_max_call_depth():
+    text = " ".join(cli("run", "--help").stdout.decode().split())
+    assert "--max-call-depth N" in text
+    assert "default: 10000" in text
+    assert "1 GiB" in text
+
+
+@needs_engine
+def test_cwasm_with_python_tier_rejected(tmp_path):
+    pytest.importorskip("llvmlite")
+    artifact = tmp_path / "envargs.cwasm"
+    proc = wasmtee("compile", str(ENVARGS), "-o", str(artifact))
+    assert proc.returncode == 0, proc.stderr
+    proc = wasmtee("run", "--tier", "python", str(artifact))
+    assert proc.returncode == 2
+    assert b"runs only on the llvm tier" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "wasmtee", "run", str(artifact), "a"],
+                          capture_output=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 1, proc.stderr
+    assert b"argv[1]=a" in proc.stdout
+
+
+FLOATS = """(module
+  (func (export "id32") (param f32) (result f32) local.get 0)
+  (func (export "id64") (param f64) (result f64) local.get 0)
+  (func (export "neg32") (param f32) (result f32) local.get 0 f32.neg)
+  (func (export "bits32") (param f32) (result i32) local.get 0 i32.reinterpret_f32)
+  (func (export "bits64") (param f64) (result i64) local.get 0 i64.reinterpret_f64))"""
+
+
+@needs_engine
+@pytest.mark.parametrize("func,argument,printed", [
+    ("id32", "0x1.8p1", "3.0"),
+    ("id64", "1_000.5", "1000.5"),
+    ("id64", "-inf", "-inf"),
+    ("id32", "-nan", "-nan"),
+    ("id32", "nan:0x200000", "nan:0x200000"),
+    ("neg32", "nan", "-nan"),
+    ("id64", "-nan:0x8000000000001", "-nan:0x8000000000001"),
+    ("bits32", "-nan:0x1", str(0xFF80_0001 - (1 << 32))),
+    ("bits64", "nan", str(0x7FF8_0000_0000_0000)),
+    ("bits32", "0x1p-149", "1"),
+])
+def test_invoke_float_forms(tmp_path, func, argument, printed):
+    wat = tmp_path / "floats.wat"
+    wat.write_text(FLOATS)
+    proc = wasmtee("run", "--invoke", func, str(wat), argument)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode() == printed + "\n"
+
+
+@pytest.mark.parametrize("text", ["bogus", "1e39", "nan:0x0", "nan:0x800000", "0x"])
+def test_invoke_bad_f32_rejected(text):
+    with pytest.raises(UsageError) as info:
+        parse_invoke_args(FuncType((ValType.F32,), ()), [text])
+    assert repr(text) in str(info.value)

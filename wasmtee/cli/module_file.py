@@ -11,7 +11,9 @@ the file is not and shows its first bytes.
 from __future__ import annotations
 
 import enum
+import os
 import re
+import stat
 
 from wasmtee.errors import DecodeError, UsageError
 
@@ -19,6 +21,9 @@ WASM_MAGIC = b"\0asm"
 # The first bytes of an AOT artifact (wasmtee.llvm.aot.MAGIC), repeated here
 # so that plain modules never import the llvm tier.
 ARTIFACT_MAGIC = b"WTEECWSM"
+
+# The largest module file that `run`, `inspect` and `compile` read: 1 GiB.
+MAX_MODULE_FILE_SIZE = 1 << 30
 
 # Well-known file signatures, to name what a non-module file probably is.
 _SIGNATURES = [
@@ -43,12 +48,25 @@ class ModuleKind(enum.Enum):
 
 
 def read_module_file(path: str) -> bytes:
-    """Return the contents of `path`; raises UsageError when it cannot be read."""
+    """Return the contents of `path`.
+
+    Raises UsageError when it cannot be read, is not a regular file (a
+    device such as /dev/zero could be read forever) or is larger than
+    MAX_MODULE_FILE_SIZE.
+    """
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"cannot read module {path!r}: it is not a regular file")
+            # Read one byte more than the cap, so a file that grows after fstat is caught too.
+            data = handle.read(MAX_MODULE_FILE_SIZE + 1)
     except OSError as exc:
         raise UsageError(f"cannot read module {path!r}: {exc.strerror}") from None
+    if len(data) > MAX_MODULE_FILE_SIZE:
+        raise UsageError(f"cannot read module {path!r}: it is larger than "
+                         f"{MAX_MODULE_FILE_SIZE} bytes, the limit for module files")
+    return data
 
 
 def classify(path: str, data: bytes) -> ModuleKind:

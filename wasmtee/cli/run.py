@@ -14,10 +14,11 @@ import os
 import sys
 from typing import Any
 
-from wasmtee.cli.arguments import byte_size, non_negative_int, positive_seconds
+from wasmtee.cli.arguments import byte_size, int_in_range, non_negative_int, positive_seconds
 from wasmtee.cli.interrupt import interrupt_on_sigint, store_interrupter
 from wasmtee.cli.module_file import ModuleKind, classify, read_module_file
 from wasmtee.errors import CompileError, Trap, UsageError, WasiExit
+from wasmtee.runtime.config import DEFAULT_MAX_CALL_DEPTH
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,19 @@ BACKTRACE_REPEATS_SHOWN = 3
 
 # Kept importable from here for callers of the old name.
 parse_size = byte_size
+
+# The largest --max-call-depth. On the python tier every wasm frame is a Python
+# frame, and the depth sets Python's recursion limit for the whole process.
+MAX_CALL_DEPTH_OPTION = 1_000_000
+
+
+class _TierAction(argparse.Action):
+    """Store --tier and record that the user gave it, so a .cwasm can reject it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.tier_given = True
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,12 +75,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="limit each linear memory to SIZE bytes (suffix K, M or G for "
                         "KiB, MiB, GiB)")
     parser.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
-                        help="interrupt the guest after SECONDS of wall-clock time")
+                        help="interrupt the guest after SECONDS of wall-clock time (at "
+                        "most 1e9)")
+    parser.add_argument("--max-call-depth", type=int_in_range(1, MAX_CALL_DEPTH_OPTION),
+                        default=DEFAULT_MAX_CALL_DEPTH, metavar="N",
+                        help="trap with 'call stack exhausted' when wasm calls nest more "
+                        f"than N frames deep (default: {DEFAULT_MAX_CALL_DEPTH}, at most "
+                        f"{MAX_CALL_DEPTH_OPTION}). With the default, the llvm tier bounds "
+                        "only its native stack (2 MiB), which allows deeper recursion")
     parser.add_argument("--tier", choices=["python", "llvm", "auto"], default="python",
-                        help="execution tier (default: python)")
+                        action=_TierAction,
+                        help="execution tier (default: python). A .cwasm artifact runs "
+                        "only on the llvm tier")
     parser.add_argument("--argv0", metavar="NAME",
-                        help="the program name the guest sees as argv[0] (default: the "
-                        "module's file name)")
+                        help="the program name the guest sees as argv[0], which may be "
+                        "empty (default: the module's file name)")
     parser.add_argument("--enclave", choices=["sim", "gramine"], metavar="{sim,gramine}",
                         help="run the WASI command inside an enclave of this backend (sim: "
                         "simulated SGX, no hardware protection). Arguments, --env, stdin, "
@@ -76,10 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "sees no plain host directory. Cannot be combined with --invoke, "
                         "--fuel, --max-memory, --tier or --dir-ro")
     parser.add_argument("module", metavar="MODULE",
-                        help="the .wasm, .wat or .cwasm (from wasmtee compile) file to run")
+                        help="the .wasm, .wat or .cwasm (from wasmtee compile) file to run, "
+                        "a regular file of at most 1 GiB")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="guest arguments, or --invoke arguments")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, tier_given=False)
 
 
 def _split_dir(spec: str) -> tuple[str, str]:
@@ -96,7 +120,7 @@ def build_wasi_config(args: argparse.Namespace) -> Any:
     """
     from wasmtee.wasi import WasiConfig
 
-    argv0 = args.argv0 or os.path.basename(args.module)
+    argv0 = args.argv0 if args.argv0 is not None else os.path.basename(args.module)
     config = WasiConfig(argv=[argv0, *args.args])
     config.inherit_stdio()
     for specs, read_only in ((args.dir, False), (args.dir_ro, True)):
@@ -113,6 +137,34 @@ def build_wasi_config(args: argparse.Namespace) -> Any:
             value = os.environ[name]
         config.env[name] = value
     return config
+
+
+def check_utf8_arguments(args: argparse.Namespace) -> None:
+    """Raise UsageError naming the first guest argument, --env or --argv0 that is not UTF-8.
+
+    WASI passes them to the guest as UTF-8 strings, and `wasmtime run` rejects
+    such arguments too. Python decodes undecodable bytes of the command line
+    to lone surrogates, which UTF-8 cannot encode.
+    """
+    checks = [("--argv0", args.argv0)] if args.argv0 is not None else []
+    if args.argv0 is None:
+        checks.append(("the module file name (the default argv[0])",
+                       os.path.basename(args.module)))
+    if args.invoke is None:
+        checks += [(f"guest argument {index}", text)
+                   for index, text in enumerate(args.args, start=1)]
+    checks += [("--env", item) for item in args.env]
+    checks += [("--env", os.environ[item]) for item in args.env
+               if "=" not in item and item in os.environ]
+    for specs in (args.dir, args.dir_ro):
+        checks += [("--dir guest path", _split_dir(spec)[1]) for spec in specs]
+    for label, text in checks:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{label} {os.fsencode(text)!r} is not valid UTF-8, and WASI "
+                             "passes arguments, environment variables and preopen names "
+                             "as UTF-8") from None
 
 
 def parse_invoke_args(func_type: Any, texts: list[str]) -> list[Any]:
@@ -135,12 +187,51 @@ def parse_invoke_args(func_type: Any, texts: list[str]) -> list[Any]:
                     raise ValueError("out of range")
                 values.append(value - (1 << bits) if value >= 1 << (bits - 1) else value)
             elif val_type in (ValType.F32, ValType.F64):
-                values.append(float(text))
+                values.append(parse_float_argument(val_type, text))
             else:
                 raise UsageError(f"--invoke cannot pass a {val_type} argument")
         except ValueError:
             raise UsageError(f"invalid {val_type} argument {text!r}") from None
     return values
+
+
+def parse_float_argument(val_type: Any, text: str) -> float:
+    """Parse a float as the text format writes it: 1.5, 0x1.8p1, -inf, nan, -nan:0x200000.
+
+    Returns the raw value (wasmtee.values), which keeps a NaN's sign and payload.
+    Raises ValueError for a malformed literal or one out of range.
+    """
+    from wasmtee.model import ValType
+    from wasmtee.text.numbers import F32, F64, parse_float_bits
+    from wasmtee.values import f32_from_bits, f64_from_bits
+
+    is_f32 = val_type == ValType.F32
+    bits = parse_float_bits(text, F32 if is_f32 else F64)
+    if bits is None:
+        raise ValueError(f"malformed or out-of-range float {text!r}")
+    return f32_from_bits(bits) if is_f32 else f64_from_bits(bits)
+
+
+def format_result(val_type: Any, value: Any) -> str:
+    """Format one --invoke result; a float NaN shows its sign and a non-canonical payload.
+
+    NaNs print as the text format writes them ("nan", "-nan", "nan:0x200000").
+    """
+    from wasmtee.model import ValType
+    from wasmtee.text.numbers import F32, F64
+    from wasmtee.values import f32_to_bits, f64_to_bits
+
+    if val_type not in (ValType.F32, ValType.F64) or value == value:
+        return str(value)
+    if val_type == ValType.F32:
+        bits, fmt = f32_to_bits(value), F32
+    else:
+        bits, fmt = f64_to_bits(value), F64
+    sign = "-" if bits & fmt.sign_bit else ""
+    payload = bits & ((1 << fmt.mantissa_bits) - 1)
+    if payload == 1 << (fmt.mantissa_bits - 1):
+        return f"{sign}nan"
+    return f"{sign}nan:0x{payload:x}"
 
 
 def format_backtrace(frames: list[Any]) -> list[str]:
@@ -190,6 +281,7 @@ def guest_exit_status(code: int, command: str = "wasmtee run") -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the module; a UsageError (bad option value, missing export) exits with 2."""
     try:
+        check_utf8_arguments(args)
         if getattr(args, "enclave", None) is not None:
             from wasmtee.tee.run import run_in_enclave
 
@@ -211,10 +303,14 @@ def _run(args: argparse.Namespace) -> int:
     # Interruption checks let Ctrl-C stop native code (see wasmtee.cli.interrupt).
     config = wasmtee.Config(tier=args.tier, consume_fuel=args.fuel is not None,
                             epoch_interruption=args.timeout is not None or args.tier != "python")
+    config.max_call_depth = args.max_call_depth
     engine = wasmtee.Engine(config)
     data = read_module_file(args.module)
     kind = classify(args.module, data)
     wasi_config = build_wasi_config(args)
+    if kind == ModuleKind.ARTIFACT and args.tier_given and args.tier == "python":
+        raise UsageError(f"{args.module} is an AOT artifact, which runs only on the llvm "
+                         "tier; drop --tier python, or run the .wasm module")
     if kind == ModuleKind.ARTIFACT:
         # An AOT artifact from `wasmtee compile` holds native code: it runs on the llvm tier.
         from wasmtee.llvm import aot
@@ -226,6 +322,8 @@ def _run(args: argparse.Namespace) -> int:
                 tier="llvm", consume_fuel=config.consume_fuel,
                 epoch_interruption=interruptible,
             ))
+            # The artifact's engine takes the depth bound too; load_module checks it.
+            engine.config.max_call_depth = args.max_call_depth
             module = aot.load_module(engine, data)
         except CompileError as exc:
             raise CompileError(f"{args.module} cannot be loaded as a wasmtee AOT artifact: "
@@ -278,8 +376,8 @@ def _run_instance(args: argparse.Namespace, store: Any, linker: Any, module: Any
         results = result
     else:
         results = [result]
-    for value in results:
-        print(value)
+    for val_type, value in zip(func.type(store).results, results):
+        print(format_result(val_type, value))
     return 0
 
 

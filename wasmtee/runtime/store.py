@@ -79,6 +79,8 @@ class Store:
         self.table_limit: int | None = None  # elements per table
         self.instance_limit: int | None = None
         self.instance_count = 0
+        # Calls through the API's Func.__call__ active now (see MAX_NESTED_CALLS).
+        self.nested_calls = 0
         self._types: dict[FuncType, FuncType] = {}
         self._memories: weakref.WeakSet[MemoryInstance] = weakref.WeakSet()
         self._instances: weakref.WeakSet[Any] = weakref.WeakSet()

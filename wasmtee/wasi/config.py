@@ -44,8 +44,11 @@ class WasiConfig:
         """
         from wasmtee.wasi.fs import HostDirectory
 
-        if not os.path.isdir(host_path):
+        if not os.path.exists(host_path):
             raise UsageError(f"preopen directory not found: {host_path!r}")
+        if not os.path.isdir(host_path):
+            raise UsageError(f"preopen path {host_path!r} is not a directory; --dir and "
+                             "preopen_dir take a directory")
         self.preopens.append(Preopen(guest_path, HostDirectory(host_path, read_only)))
 
     def preopen_backend(self, guest_path: str, backend: Any) -> None:

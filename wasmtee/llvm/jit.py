@@ -53,7 +53,11 @@ RT_OP_TYPE = ctypes.CFUNCTYPE(
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 # Native stack that wasm code may use below the outermost entry, in bytes.
-DEFAULT_STACK_BUDGET = 2 * 1024 * 1024
+# Level 0 and 1 code has large frames: CPython's interpreter loop takes 72 KB
+# per call at level 1 (10 KB at level 2), so 4 MB allow about 50 nested
+# interpreter calls. The other half of the stack stays for the Python frames
+# above the entry and for host functions that wasm calls.
+DEFAULT_STACK_BUDGET = 4 * 1024 * 1024
 
 
 def _initialize_llvm() -> Any:
@@ -80,7 +84,7 @@ def stack_budget() -> int:
         size = soft if soft > 0 else 8 * 1024 * 1024
     else:
         size = threading.stack_size() or 8 * 1024 * 1024
-    return min(DEFAULT_STACK_BUDGET, size // 4)
+    return min(DEFAULT_STACK_BUDGET, size // 2)
 
 
 class Context(ctypes.Structure):

@@ -326,8 +326,8 @@ class FunctionLowering:
 
     def entry_checks(self) -> None:
         # NOTE: the prologue has already reserved this function's frame, so a
-        # frame larger than the stack left beyond the budget (at least three
-        # quarters of the thread's stack, see jit.stack_budget) could fault
+        # frame larger than the stack left beyond the budget (at least half
+        # of the thread's stack, see jit.stack_budget) could fault
         # before this check. Estimate: a frame needs at most about 8 bytes per
         # local and per instruction, under 1 MB for CPython's largest function.
         sp = self.value("call ptr @llvm.stacksave.p0()")

@@ -156,12 +156,13 @@ def test_stdio_capture():
     assert g.write(2, b"discarded") == (0, 9)
     assert g.read(0, 3) == (0, b"inp")
     assert g.read(0, 10) == (0, b"ut")
-    assert g.read(1, 4)[0] == Errno.NOTCAPABLE
+    # Reading stdout is BADF, as in wasmtime 50.
+    assert g.read(1, 4)[0] == Errno.BADF
     out = g.alloc(24)
     assert g.fd_fdstat_get(1, out) == 0
     # A BytesIO is no terminal, so the stream is not a character device.
     assert g.mem.buf[out] == Filetype.UNKNOWN
-    assert g.fd_seek(1, 0, 0, out) in (Errno.NOTCAPABLE, Errno.SPIPE)
+    assert g.fd_seek(1, 0, 0, out) == Errno.SPIPE
 
 
 def test_stream_filetype_follows_host_fd(tmp_path):

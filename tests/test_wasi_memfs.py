@@ -24,6 +24,9 @@ def memory_tree() -> MemoryTree:
     bad = tree.root.children["link"].__class__(Filetype.SYMBOLIC_LINK, 9998, tree.root)
     bad.target = "../outside"
     tree.root.children["badlink"] = bad
+    dir_link = tree.root.children["link"].__class__(Filetype.SYMBOLIC_LINK, 9997, tree.root)
+    dir_link.target = "dir"
+    tree.root.children["sl"] = dir_link
     return tree
 
 

@@ -115,7 +115,11 @@ def test_symlink_to_outside(jail):
 def test_long_names(jail):
     g, _root, _tmp = jail
     assert g.open(3, "a" * 300, oflags=1)[0] == Errno.NAMETOOLONG
-    assert g.open(3, "/".join(["dir", ".."] * 3000) + "/inside.txt")[0] == 0
+    # A whole path of PATH_MAX (4096) bytes or more is too long, as in wasmtime 50.
+    assert g.open(3, "/".join(["dir", ".."] * 3000) + "/inside.txt")[0] == Errno.NAMETOOLONG
+    short_enough = "/".join(["dir", ".."] * 500) + "/inside.txt"
+    assert len(short_enough) < 4096
+    assert g.open(3, short_enough)[0] == 0
 
 
 def test_nul_in_path(jail):

@@ -93,8 +93,15 @@ class WasiContext:
         return entry
 
     def get_dir(self, fd: int, rights: int) -> FdEntry:
+        """Return the directory entry of `fd`.
+
+        Raises BADF for a stream (stdio or a socket), as wasmtime does, and
+        NOTDIR for a file.
+        """
         entry = self.get(fd)
-        if entry.backend is None or entry.filetype != Filetype.DIRECTORY:
+        if entry.backend is None:
+            raise WasiError(Errno.BADF, f"fd {fd} is a stream, not a directory")
+        if entry.filetype != Filetype.DIRECTORY:
             raise WasiError(Errno.NOTDIR, f"fd {fd} is not a directory")
         return self.get(fd, rights)
 

@@ -57,6 +57,10 @@ NOW = object()
 
 MAX_SYMLINKS = 32  # Linux allows 40 in one lookup; WASI programs never need more.
 MAX_NAME = 255  # bytes in one path component, as NAME_MAX on Linux
+# Bytes in a whole path, as PATH_MAX on Linux (4096 with the terminating NUL).
+# wasmtime 50 passes paths to the host whole, so a path of 4096 bytes or more
+# gets NAMETOOLONG there even when its components are short.
+PATH_MAX = 4096
 
 
 @dataclass
@@ -106,10 +110,14 @@ def split_path(path: str) -> tuple[list[str], bool]:
     """Split a guest path into components and report a trailing slash.
 
     Raises WasiError NOENT for an empty path, NOTCAPABLE for an absolute one,
-    INVAL for a NUL byte and NAMETOOLONG for a component over MAX_NAME bytes.
+    INVAL for a NUL byte, and NAMETOOLONG for a path of PATH_MAX bytes or more
+    or a component over MAX_NAME bytes.
     """
     if not path:
         raise WasiError(Errno.NOENT, "empty path")
+    size = len(path.encode("utf-8", "surrogateescape"))
+    if size >= PATH_MAX:
+        raise WasiError(Errno.NAMETOOLONG, f"path of {size} bytes")
     if path.startswith("/"):
         raise WasiError(Errno.NOTCAPABLE, f"absolute path {path!r}")
     if "\0" in path:
@@ -420,6 +428,11 @@ class HostDirectory:
                             continue
                     if exc.errno == host_errno.EISDIR and flags.write:
                         raise WasiError(Errno.ISDIR, f"open {path!r} for writing") from None
+                    if (not follow and exc.errno == host_errno.ENOTDIR
+                            and self.link_target(walk.parent, name) is not None):
+                        # O_DIRECTORY on a symlink: Linux checks the type before
+                        # O_NOFOLLOW, but wasmtime reports the symlink (LOOP).
+                        raise WasiError(Errno.LOOP, f"open {path!r}: a symlink") from None
                     raise _wasi_error(exc, f"open {path!r}") from None
                 try:
                     filetype = filetype_of_mode(os.fstat(fd).st_mode)
@@ -479,10 +492,28 @@ class HostDirectory:
                 if st.S_ISDIR(info.st_mode):
                     raise WasiError(Errno.ISDIR, f"unlink {path!r}")
                 if walk.trailing_slash:
-                    raise WasiError(Errno.NOTDIR, f"unlink {path!r}")
+                    raise WasiError(self._trailing_slash_errno(dir, path, info),
+                                    f"unlink {path!r}")
                 os.unlink(name, dir_fd=walk.parent)
             except OSError as exc:
                 raise _wasi_error(exc, f"unlink {path!r}") from None
+
+    def _trailing_slash_errno(self, dir: HostNode, path: str, info: os.stat_result) -> Errno:
+        """Return the errno for "name/" naming a non-directory `info`.
+
+        A trailing slash resolves a symlink, as in wasmtime: a link to a
+        directory gives ISDIR, and a link that fails to resolve (dangling,
+        or leaving the sandbox) gives that failure. The link is resolved
+        inside the sandbox.
+        """
+        if st.S_ISLNK(info.st_mode):
+            try:
+                target = self.stat(dir, path, True)
+            except WasiError as exc:
+                return exc.errno
+            if target.filetype == Filetype.DIRECTORY:
+                return Errno.ISDIR
+        return Errno.NOTDIR
 
     def rename(self, dir: HostNode, old: str, new_dir: HostNode, new: str) -> None:
         self._writable()

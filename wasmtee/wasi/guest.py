@@ -4,7 +4,9 @@ Works on any object with `buf` (a writable buffer) and `size` (the current
 length in bytes), so the runtime's MemoryInstance and a test's fake memory
 both fit. Every access outside [0, size) raises Trap(MEMORY_OUT_OF_BOUNDS),
 as in wasmtime and WAMR: a guest that hands WASI a bad pointer stops instead
-of getting EFAULT back.
+of getting EFAULT back. Two sizes return NOMEM before any bounds check, as
+wasmtime 50 does: a string longer than MAX_STRING_LENGTH and an iovec array
+of MAX_IOVECS or more entries. docs/wasi.md states the whole rule.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _IOVEC = struct.Struct("<II")
+
+# Sizes from which wasmtime 50 (PyPI wasmtime 50.0.1) returns NOMEM instead of
+# trapping, measured with one-page memories: a path of 2^27 + 1 bytes gets
+# NOMEM and one of 2^27 bytes traps; fd_write with 2^24 - 1 iovecs gets NOMEM
+# and with 2^24 - 2 does not.
+MAX_STRING_LENGTH = 1 << 27
+MAX_IOVECS = (1 << 24) - 1
 
 
 class GuestMemory:
@@ -87,7 +96,13 @@ class GuestMemory:
         self.buf[address:address + length] = bytes(length)
 
     def string(self, address: int, length: int) -> str:
-        """Read a UTF-8 path or name; invalid UTF-8 raises WasiError ILSEQ."""
+        """Read a UTF-8 path or name.
+
+        Raises WasiError NOMEM for more than MAX_STRING_LENGTH bytes and
+        ILSEQ for invalid UTF-8.
+        """
+        if length > MAX_STRING_LENGTH:
+            raise WasiError(Errno.NOMEM, f"string of {length} bytes")
         raw = self.read(address, length)
         try:
             return raw.decode("utf-8")
@@ -95,7 +110,12 @@ class GuestMemory:
             raise WasiError(Errno.ILSEQ, "path is not valid UTF-8") from None
 
     def iovecs(self, address: int, count: int) -> list[tuple[int, int]]:
-        """Read `count` (buf, len) pairs and check that every buffer is in bounds."""
+        """Read `count` (buf, len) pairs and check that every buffer is in bounds.
+
+        Raises WasiError NOMEM for MAX_IOVECS or more pairs.
+        """
+        if count >= MAX_IOVECS:
+            raise WasiError(Errno.NOMEM, f"{count} iovecs")
         self.check(address, count * 8)
         vectors = []
         for i in range(count):

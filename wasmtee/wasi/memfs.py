@@ -312,7 +312,16 @@ class MemoryTree:
             if inode.filetype == Filetype.DIRECTORY:
                 raise WasiError(Errno.ISDIR, f"{path!r} is a directory")
             if walk.trailing_slash:
-                raise WasiError(Errno.NOTDIR, f"{path!r} is not a directory")
+                # "link/" names the link's target: ISDIR for a directory, or
+                # the error of resolving the link (as HostDirectory.unlink).
+                errno = Errno.NOTDIR
+                if inode.filetype == Filetype.SYMBOLIC_LINK:
+                    try:
+                        if self.stat(dir, path, True).filetype == Filetype.DIRECTORY:
+                            errno = Errno.ISDIR
+                    except WasiError as exc:
+                        errno = exc.errno
+                raise WasiError(errno, f"{path!r} is not a directory")
             del walk.parent.children[name]
             inode.nlink -= 1
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,19 @@ int main(int argc, char **argv) {
     }
     if (argc > 2 && strcmp(argv[1], "exit") == 0) return atoi(argv[2]);
     if (argc > 1 && strcmp(argv[1], "trap") == 0) __builtin_trap();
+    if (argc > 1 && strcmp(argv[1], "count") == 0) {
+        long count = 0;
+        while (getchar() != EOF) count++;
+        printf("read %ld bytes\n", count);
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "flood") == 0) {
+        static char block[65536];
+        memset(block, 'x', sizeof block);
+        for (long left = atol(argv[2]); left > 0; left -= sizeof block)
+            fwrite(block, 1, left < (long)sizeof block ? (size_t)left : sizeof block, stdout);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "spin") == 0) {
         volatile unsigned long counter = 0;
         for (;;) counter++;
@@ -185,3 +200,125 @@ def test_timeout_above_max_rejected(guest, state_home):
     result = run_cli(state_home, "--enclave", "sim", "--timeout", "7200", str(guest))
     assert result.returncode == 2
     assert b"--timeout 7200" in result.stderr
+
+
+MIB = 1024 * 1024
+
+
+def test_aot_artifact_rejected(guest, state_home, tmp_path):
+    artifact = tmp_path / "guest.cwasm"
+    compiled = subprocess.run([sys.executable, "-m", "wasmtee", "compile", "--no-progress",
+                               str(guest), "-o", str(artifact)], capture_output=True,
+                              timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if compiled.returncode != 0 and b"llvm" in compiled.stderr:
+        pytest.skip("the llvm tier is unavailable, so no artifact can be made")
+    assert compiled.returncode == 0, compiled.stderr
+    result = run_cli(state_home, "--enclave", "sim", str(artifact))
+    assert result.returncode == 2
+    assert b"AOT artifacts cannot run in an enclave" in result.stderr
+    assert b"UTF-8" not in result.stderr
+
+
+def test_stdin_over_limit_rejected(guest, state_home):
+    size = 40_000_000
+    result = run_cli(state_home, "--enclave", "sim", str(guest), "cat", stdin=bytes(size))
+    assert result.returncode == 2
+    assert f"standard input is {size} bytes, over the 31 MiB limit".encode() in result.stderr
+    assert b"exited with status" not in result.stderr
+
+
+def test_stdin_below_limit_forwarded(guest, state_home):
+    size = 30 * MIB
+    result = run_cli(state_home, "--enclave", "sim", str(guest), "count", stdin=bytes(size))
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.endswith(f"read {size} bytes\n".encode())
+
+
+def test_stdout_truncation_reported(guest, state_home):
+    size = 17 * MIB
+    result = run_cli(state_home, "--enclave", "sim", str(guest), "flood", str(size))
+    assert result.returncode == 1
+    assert result.stdout.startswith(b"hello from the enclave\n")
+    assert len(result.stdout) == 16 * MIB
+    assert b"keeps at most 16 MiB" in result.stderr
+    assert b"the guest exited with code 0" in result.stderr
+
+
+def test_oversized_ecall_leaves_enclave_usable(guest, state_home):
+    from wasmtee.tee.enclave import Enclave, MessageTooLargeError
+
+    with Enclave(backend="sim", state_dir=state_home / "sim") as enclave:
+        module = enclave.load_module(guest.read_bytes())
+        with pytest.raises(MessageTooLargeError) as info:
+            enclave.run_wasi(module, ["guest", "cat"], stdin=bytes(33 * MIB))
+        assert info.value.op == "run_wasi"
+        assert info.value.limit == 32 * MIB
+        result = enclave.run_wasi(module, ["guest", "cat"], stdin=b"still alive\n")
+    assert result.exit_code == 0
+    assert result.stdout.endswith(b"still alive\n")
+
+
+def start_spinning(state_home: Path, guest: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `wasmtee run --enclave sim GUEST spin`; return it and the enclave's process id."""
+    env = dict(os.environ, XDG_STATE_HOME=str(state_home), PYTHONPATH=str(ROOT))
+    host = subprocess.Popen([sys.executable, "-m", "wasmtee", "run", "--enclave", "sim",
+                             str(guest), "spin"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    children: list[str] = []
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.2)
+        listing = subprocess.run(["ps", "-o", "pid=", "--ppid", str(host.pid)],
+                                 capture_output=True, text=True)
+        children = listing.stdout.split()
+    assert children, "the enclave process did not start"
+    # Time to load the module, so that the guest spins when the signal comes.
+    time.sleep(3)
+    return host, int(children[0])
+
+
+def process_running(pid: int) -> bool:
+    """Return whether `pid` exists and is not a zombie waiting for its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while process_running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_sigint_interrupts_enclave_guest(guest, state_home):
+    host, child = start_spinning(state_home, guest)
+    try:
+        host.send_signal(signal.SIGINT)
+        _, stderr = host.communicate(timeout=30)
+        assert host.returncode == 130, stderr
+        assert b"wasmtee run: interrupted" in stderr
+        assert b"Traceback" not in stderr
+        assert wait_gone(child, 10)
+    finally:
+        host.kill()
+        if process_running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_host_ends_enclave(guest, state_home, signum):
+    host, child = start_spinning(state_home, guest)
+    try:
+        host.send_signal(signum)
+        host.wait(timeout=30)
+        assert host.returncode == -signum
+        assert wait_gone(child, 10), "the enclave process outlived its host"
+    finally:
+        host.kill()
+        if process_running(child):
+            os.kill(child, signal.SIGKILL)

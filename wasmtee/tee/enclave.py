@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +34,14 @@ from wasmtee.tee.errors import (
     TeeError,
 )
 from wasmtee.tee.measure import EnclaveConfig
-from wasmtee.tee.protocol import PROTOCOL_VERSION, Channel, decode_message
+from wasmtee.tee.protocol import (
+    LENGTH,
+    PROTOCOL_VERSION,
+    Channel,
+    decode_message,
+    encode_message,
+)
+from wasmtee.tee.wasm_host import MAX_OUTPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +53,26 @@ DEFAULT_TIMEOUT = 60.0
 GRAMINE_COMMAND = ("gramine-sgx", "wasmtee-enclave")
 MAX_OPEN_SOCKETS = 64
 MAX_RECV_SIZE = 1024 * 1024
+# The largest result the host accepts: a run_wasi result carries up to
+# MAX_OUTPUT_SIZE bytes of both standard output and standard error.
+HOST_MAX_MESSAGE_SIZE = 2 * MAX_OUTPUT_SIZE + 1024 * 1024
 
 _ERROR_CLASSES: dict[str, type[TeeError]] = {
     "ProtocolError": ProtocolError,
     "SealingError": SealingError,
     "RollbackError": RollbackError,
 }
+
+
+class MessageTooLargeError(EnclaveError):
+    """An ECALL whose message is above the enclave's size cap; it was not sent."""
+
+    def __init__(self, op: str, size: int, limit: int) -> None:
+        self.op = op
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the {op!r} ECALL message is {size} bytes, above the enclave's "
+                         f"{limit}-byte cap (EnclaveConfig.max_message_size)")
 
 
 class EnclaveCallError(EnclaveError):
@@ -71,11 +93,17 @@ class LoadedModule:
 
 @dataclass(frozen=True)
 class WasiResult:
-    """The exit status and captured output (at most 16 MiB each) of a WASI run."""
+    """The exit status and captured output (at most 16 MiB each) of a WASI run.
+
+    `stdout_dropped` and `stderr_dropped` count the bytes the guest wrote
+    past that cap, which the enclave dropped.
+    """
 
     exit_code: int
     stdout: bytes
     stderr: bytes
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -239,10 +267,13 @@ class Enclave:
         self._seq = 0
         self._closed = False
         self._ocalls = OcallHandler(storage_dir, allowed_hosts)
+        config = config or EnclaveConfig()
+        # The enclave rejects a larger ECALL message and then closes the channel.
+        self.max_message_size = config.max_message_size
         self._process, self._channel = self._start(command, bool(stdio))
         create_args: dict[str, Any] = {
             "backend": backend,
-            "config": (config or EnclaveConfig()).to_dict(),
+            "config": config.to_dict(),
         }
         if state_dir is not None:
             create_args["state_dir"] = str(state_dir)
@@ -273,7 +304,8 @@ class Enclave:
                 stdin.close()
                 stdout.close()
 
-            return process, Channel(stdout.fileno(), stdin.fileno(), on_close=close_pipes)
+            return process, Channel(stdout.fileno(), stdin.fileno(), on_close=close_pipes,
+                                    max_message_size=HOST_MAX_MESSAGE_SIZE)
         to_child_read, to_child_write = os.pipe()
         from_child_read, from_child_write = os.pipe()
         argv = (command or default) + [str(to_child_read), str(from_child_write)]
@@ -288,7 +320,8 @@ class Enclave:
         finally:
             os.close(to_child_read)
             os.close(from_child_write)
-        return process, Channel(from_child_read, to_child_write)
+        return process, Channel(from_child_read, to_child_write,
+                                max_message_size=HOST_MAX_MESSAGE_SIZE)
 
     @staticmethod
     def _spawn(argv: list[str], env: dict[str, str], **options: Any) -> subprocess.Popen[bytes]:
@@ -333,7 +366,8 @@ class Enclave:
             request["protected_dir"] = protected_dir
             request["protected_store"] = protected_store
         result = self._ecall("run_wasi", request, timeout=None)
-        return WasiResult(result["exit_code"], result["stdout"], result["stderr"])
+        return WasiResult(result["exit_code"], result["stdout"], result["stderr"],
+                          result.get("stdout_dropped", 0), result.get("stderr_dropped", 0))
 
     def ratls_listen(self, host: str = "127.0.0.1", port: int = 0,
                      store: str = "ratls") -> RatlsEndpoint:
@@ -377,6 +411,26 @@ class Enclave:
         """Unseal a blob inside the enclave and return its plaintext to the caller."""
         return self._ecall("unseal", {"blob": bytes(blob), "label": bytes(label)})
 
+    def interrupt(self) -> None:
+        """Make the guest code of the running ECALL trap with INTERRUPTED; safe from any thread.
+
+        Sends SIGINT to the enclave process, which interrupts its running
+        guest and ignores the signal otherwise. The ECALL then fails with an
+        EnclaveCallError of kind "Trap".
+        """
+        # NOTE: under gramine-sgx the signal reaches the enclave only if Gramine
+        # forwards it, which has not been tested; `kill` always works.
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        """Kill the enclave process at once; safe from any thread.
+
+        An ECALL that runs then fails with EnclaveError.
+        """
+        if self._process.poll() is None:
+            self._process.kill()
+
     def destroy(self) -> None:
         """Destroy the enclave and wait for its process to exit."""
         if self._closed:
@@ -407,11 +461,15 @@ class Enclave:
             raise EnclaveError("the enclave is destroyed")
         if timeout == -1.0:
             timeout = self.timeout
+        frame = encode_message({"v": PROTOCOL_VERSION, "seq": self._seq + 1, "type": "ecall",
+                                "op": op, "args": args})
+        payload_size = len(frame) - LENGTH.size
+        if payload_size > self.max_message_size:
+            raise MessageTooLargeError(op, payload_size, self.max_message_size)
         self._seq += 1
         seq = self._seq
         try:
-            self._channel.send({"v": PROTOCOL_VERSION, "seq": seq, "type": "ecall",
-                                "op": op, "args": args})
+            self._channel.send_frame(frame)
             return self._await_result(op, seq, timeout)
         except TimeoutError:
             self._kill()

@@ -150,6 +150,14 @@ class EnclaveService:
             raise EnclaveError(f"ECALL {op!r} before 'create'")
         return handler(args)
 
+    def interrupt(self) -> None:
+        """Make the guest code that an ECALL runs now trap with INTERRUPTED; safe from any thread."""
+        runtime = self._runtime
+        if runtime is None or not runtime.interrupt():
+            log.info("interrupt request while no guest code runs; ignored")
+            return
+        log.info("interrupted the running guest code")
+
     # -- lifecycle -----------------------------------------------------------
 
     def _create(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +299,9 @@ class EnclaveService:
         exit_code, stdout, stderr = self._wasm().run_wasi(
             module.compiled, argv, env, stdin, self._guest_attestation(module), preopens,
             timeout)
-        return {"exit_code": exit_code, "stdout": stdout, "stderr": stderr}
+        return {"exit_code": exit_code, "stdout": stdout.getvalue(),
+                "stderr": stderr.getvalue(), "stdout_dropped": stdout.dropped,
+                "stderr_dropped": stderr.dropped}
 
     def _protected_directory(self, store_name: str) -> Any:
         from wasmtee.tee.protected_files import OcallStorage, ProtectedFileStore
@@ -358,9 +368,10 @@ class EnclaveService:
             directory.store.delete(RESULT_FILE)
             directory = self._protected_directory(self._ratls_store)
         # TODO: a job has no fuel or memory limit, only the wall-clock `timeout`.
-        exit_code, stdout, stderr = self._wasm().run_wasi(
+        exit_code, stdout_output, stderr_output = self._wasm().run_wasi(
             module.compiled, ["job", *argv], {}, stdin, self._guest_attestation(module),
             [(RESULT_DIR, directory)], timeout)
+        stdout, stderr = stdout_output.getvalue(), stderr_output.getvalue()
         result = None
         if directory.store.exists(RESULT_FILE):
             result = directory.store.read(RESULT_FILE)

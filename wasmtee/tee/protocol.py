@@ -112,7 +112,10 @@ class Channel:
         self._on_close = on_close
 
     def send(self, message: dict[str, Any]) -> None:
-        frame = encode_message(message)
+        self.send_frame(encode_message(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Write one frame from `encode_message`."""
         view = memoryview(frame)
         while view:
             written = os.write(self.write_fd, view)

@@ -16,19 +16,33 @@ only an enclave with the same measurement on the same platform can read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from wasmtee.errors import UsageError
-from wasmtee.tee.enclave import Enclave, EnclaveCallError
+from wasmtee.signal_watch import SignalWatcher
+from wasmtee.tee.enclave import Enclave, EnclaveCallError, MessageTooLargeError
 from wasmtee.tee.errors import TeeError
+from wasmtee.tee.measure import EnclaveConfig
+from wasmtee.tee.wasm_host import MAX_OUTPUT_SIZE
 from wasmtee.tee.ratls_service import MAX_TIMEOUT
 
 log = logging.getLogger(__name__)
 
 TRAP_EXIT_STATUS = 134
+EXIT_INTERRUPTED = 130
+MIB = 1024 * 1024
+# Standard input travels in the run_wasi ECALL, next to the arguments and
+# the environment, so it must leave room in the enclave's message cap.
+MAX_STDIN_SIZE = EnclaveConfig().max_message_size - MIB
+# Seconds that an interrupted enclave gets to stop its guest and reply.
+INTERRUPT_GRACE = 5.0
 # The protected-file store that `--dir` maps to, under HOST/protected/<name>/.
 PROTECTED_STORE = "run"
 # Options of plain `wasmtee run` that the enclave path does not implement.
@@ -48,15 +62,29 @@ def run_in_enclave(args: argparse.Namespace) -> int:
     env = _environment(args.env)
     protected_dir, storage_dir = _protected_dir(args.dir)
     stdin = _read_stdin()
+    _check_size("standard input", len(stdin), MAX_STDIN_SIZE)
+    interrupts: list[int] = []
     try:
         with Enclave(backend=args.enclave, storage_dir=storage_dir) as enclave:
             log.info("running %s in the %s enclave, MRENCLAVE %s", args.module,
                      args.enclave, enclave.identity["mr_enclave"].hex())
-            module = enclave.load_module(module_bytes)
-            result = enclave.run_wasi(module, argv, env, stdin, protected_dir=protected_dir,
-                                      protected_store=PROTECTED_STORE,
-                                      timeout=getattr(args, "timeout", None))
+            with _forward_sigint(enclave, interrupts):
+                module = enclave.load_module(module_bytes)
+                result = enclave.run_wasi(module, argv, env, stdin,
+                                          protected_dir=protected_dir,
+                                          protected_store=PROTECTED_STORE,
+                                          timeout=getattr(args, "timeout", None))
+    except MessageTooLargeError as exc:
+        if exc.op == "load_module":
+            content = f"the module makes a message of {exc.size} bytes"
+        else:
+            content = f"standard input, arguments and environment make a message of {exc.size} bytes"
+        print(f"wasmtee run: error: {content}, over the {exc.limit // MIB} MiB message "
+              "limit of --enclave", file=sys.stderr)
+        return 1
     except EnclaveCallError as exc:
+        if interrupts:
+            return _interrupted()
         if exc.kind == "Trap":
             print(f"wasmtee run: trap inside the enclave: {exc}", file=sys.stderr)
             return TRAP_EXIT_STATUS
@@ -64,13 +92,70 @@ def run_in_enclave(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     except TeeError as exc:
+        if interrupts:
+            return _interrupted()
         print(f"wasmtee run: error: enclave failed: {exc}", file=sys.stderr)
         return 1
     _write(sys.stdout, result.stdout)
     _write(sys.stderr, result.stderr)
     from wasmtee.cli.run import guest_exit_status
 
-    return guest_exit_status(result.exit_code)
+    status = guest_exit_status(result.exit_code)
+    for name, dropped in (("standard output", result.stdout_dropped),
+                          ("standard error", result.stderr_dropped)):
+        if dropped:
+            print(f"wasmtee run: error: the guest wrote {MAX_OUTPUT_SIZE + dropped} bytes to "
+                  f"{name}, and --enclave keeps at most {MAX_OUTPUT_SIZE // MIB} MiB of it; "
+                  f"the last {dropped} bytes were dropped (the guest exited with code "
+                  f"{result.exit_code})", file=sys.stderr)
+            status = status or 1
+    return status
+
+
+def _interrupted() -> int:
+    print("wasmtee run: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _forward_sigint(enclave: Enclave, interrupts: list[int]) -> Iterator[None]:
+    """Forward SIGINT to the enclave while the body runs, and record it in `interrupts`.
+
+    The first SIGINT interrupts the enclave's guest and kills the enclave
+    process if it is still busy INTERRUPT_GRACE seconds later. A second
+    SIGINT kills it at once. KeyboardInterrupt is held back meanwhile,
+    because the ECALL has to wait for its result.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    timers: list[threading.Timer] = []
+
+    def on_sigint(signum: int) -> None:
+        interrupts.append(signum)
+        if len(interrupts) > 1:
+            enclave.kill()
+            return
+        enclave.interrupt()
+        timer = threading.Timer(INTERRUPT_GRACE, enclave.kill)
+        timer.daemon = True
+        timer.start()
+        timers.append(timer)
+
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        with SignalWatcher(on_sigint):
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for timer in timers:
+            timer.cancel()
+
+
+def _check_size(description: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise UsageError(f"{description} is {size} bytes, over the {limit // MIB} MiB limit "
+                         "of --enclave")
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -89,11 +174,19 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _read_module(path: str) -> bytes:
+    from wasmtee.cli.module_file import ARTIFACT_MAGIC
+
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            data = handle.read()
     except OSError as exc:
         raise UsageError(f"cannot read module {path!r}: {exc.strerror}") from None
+    if data.startswith(ARTIFACT_MAGIC):
+        # The enclave compiles and measures the module itself; native code from the
+        # host would bypass both.
+        raise UsageError(f"{path} is a wasmtee AOT artifact, and AOT artifacts cannot run "
+                         "in an enclave: run the .wasm or .wat file it was compiled from")
+    return data
 
 
 def _environment(items: list[str]) -> dict[str, str]:

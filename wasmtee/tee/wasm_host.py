@@ -7,7 +7,10 @@ embedding API's details.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from wasmtee.tee.errors import EnclaveError
@@ -39,8 +42,32 @@ class WasmRuntime:
                 f"the wasm runtime is not available: wasmtee does not export {missing}"
             )
         self._api = api
-        # Interruption lets run_wasi enforce a wall-clock limit on a guest.
+        # Interruption lets run_wasi enforce a wall-clock limit on a guest, and
+        # lets `interrupt` stop one.
         self._engine = api.Engine(api.Config(tier=tier, epoch_interruption=True))
+        self._running_stores: set[Any] = set()
+        self._running_lock = threading.Lock()
+
+    def interrupt(self) -> int:
+        """Make the guest code that runs now trap with INTERRUPTED; safe from any thread.
+
+        Returns the number of stores that were running guest code.
+        """
+        with self._running_lock:
+            stores = list(self._running_stores)
+        for store in stores:
+            store.interrupt()
+        return len(stores)
+
+    @contextlib.contextmanager
+    def _running(self, store: Any) -> Iterator[None]:
+        with self._running_lock:
+            self._running_stores.add(store)
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._running_stores.discard(store)
 
     def compile(self, module_bytes: bytes) -> Any:
         return self._api.Module(self._engine, module_bytes)
@@ -77,7 +104,9 @@ class WasmRuntime:
             raise EnclaveError(f"instance has no exported function {export!r}") from None
         if not callable(func):
             raise EnclaveError(f"export {export!r} is not a function")
-        result = func(store, *args)
+        store.clear_interrupt()
+        with self._running(store):
+            result = func(store, *args)
         if result is None:
             return []
         if isinstance(result, (list, tuple)):
@@ -87,7 +116,7 @@ class WasmRuntime:
     def run_wasi(self, module: Any, argv: list[str], env: dict[str, str], stdin: bytes,
                  host_imports: Any = None,
                  preopens: list[tuple[str, Any]] | None = None,
-                 timeout: float | None = None) -> tuple[int, bytes, bytes]:
+                 timeout: float | None = None) -> tuple[int, BoundedOutput, BoundedOutput]:
         """Run a WASI command's `_start`; return its exit status, stdout and stderr.
 
         The guest sees no host directory: only the `preopens` backends
@@ -117,7 +146,8 @@ class WasmRuntime:
                 raise EnclaveError("module has no exported _start function; "
                                    "it is not a WASI command") from None
             try:
-                start(store)
+                with self._running(store):
+                    start(store)
                 exit_code = 0
             except self._api.WasiExit as exc:
                 exit_code = exc.code
@@ -125,7 +155,7 @@ class WasmRuntime:
             if timeout is not None:
                 store.set_deadline(None)
             context.close()
-        return exit_code, stdout.getvalue(), stderr.getvalue()
+        return exit_code, stdout, stderr
 
 
 class BoundedOutput:

@@ -410,3 +410,66 @@ def test_readlink_of_absolute_target_matches_wasmtime(tmp_path):
         assert str(root).encode() not in out
         results.append(_normalize(errno))
     assert results[0] == results[1] == _normalize(Errno.NOTCAPABLE)
+
+
+def _run_two_preopens(runtime: str, name: str, values: list[int], data: dict[int, bytes],
+                      first: Path, second: Path, tmp: Path) -> int:
+    """Run one call with `first` as fd 3 ("/a") and `second` as fd 4 ("/b"); return the errno."""
+    if runtime == "wasmtime":
+        engine = wasmtime.Engine()
+        store = wasmtime.Store(engine)
+        linker = wasmtime.Linker(engine)
+        linker.define_wasi()
+        config = wasmtime.WasiConfig()
+        config.preopen_dir(str(first), "/a")
+        config.preopen_dir(str(second), "/b")
+        store.set_wasi(config)
+        instance = linker.instantiate(store, wasmtime.Module(engine, wat_for(name, values, data)))
+        return instance.exports(store)["run"](store)
+    config = WasiConfig()
+    config.preopen_dir(str(first), "/a")
+    config.preopen_dir(str(second), "/b")
+    ctx = WasiContext(config)
+    memory = FakeMemory()
+    memory.size = 65536
+    for address, raw in data.items():
+        memory.buf[address:address + len(raw)] = raw
+    try:
+        return host_functions(ctx)[name].callable(FakeCaller(memory), *values)
+    finally:
+        ctx.close()
+
+
+# Calls between two preopens of one host file system (fd 3 is /a, fd 4 is /b).
+TWO_PREOPEN_CASES = [
+    ("path_rename", (3, S("file.txt"), 4, S("moved.txt"))),
+    ("path_rename", (3, S("dir"), 4, S("newdir"))),
+    ("path_rename", (3, S("file.txt"), 4, S("dir/inner.txt"))),
+    ("path_rename", (3, S("file.txt"), 4, S("../escape.txt"))),
+    ("path_rename", (3, S("../x"), 4, S("moved.txt"))),
+    ("path_rename", (3, S("missing"), 4, S("moved.txt"))),
+    ("path_rename", (3, S("."), 4, S("moved"))),
+    ("path_rename", (3, S("."), 3, S("moved"))),
+    ("path_rename", (3, S("dir"), 4, S("."))),
+    ("path_rename", (3, S("sl/inner.txt"), 4, S("moved.txt"))),
+    ("path_rename", (3, S("badlink"), 4, S("moved"))),
+    ("path_link", (3, 0, S("file.txt"), 4, S("hard.txt"))),
+]
+
+
+@pytest.mark.parametrize("name,args", TWO_PREOPEN_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(TWO_PREOPEN_CASES)])
+def test_two_preopens_match_wasmtime(name, args, tmp_path):
+    values, data = layout(args)
+    results = []
+    trees = []
+    for runtime in ("wasmtime", "wasmtee"):
+        base = tmp_path / runtime
+        base.mkdir()
+        make_tree(base / "a")
+        make_tree(base / "b")
+        results.append(_normalize(_run_two_preopens(runtime, name, values, data,
+                                                    base / "a", base / "b", tmp_path)))
+        trees.append((snapshot(base / "a"), snapshot(base / "b"), sorted(p.name for p in base.iterdir())))
+    assert results[1] == results[0]
+    assert trees[1] == trees[0]

@@ -365,3 +365,49 @@ def test_escaping_link_never_followed(jail, path):
     assert secret_after.st_mtime_ns == secret_before.st_mtime_ns
     assert secret_after.st_nlink == 1
     assert (tmp / "secret.txt").read_bytes() == b"secret"
+
+
+def test_rename_between_backends(tmp_path):
+    from wasmtee.wasi.memfs import MemoryTree
+
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "a.txt").write_bytes(b"a")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    config = WasiConfig()
+    config.preopen_dir(str(host), "/host")  # fd 3
+    config.preopen_backend("/mem", MemoryTree())  # fd 4
+    config.preopen_dir(str(read_only), "/ro", read_only=True)  # fd 5
+    g = Guest(config)
+    old, new = g.str("a.txt"), g.str("b.txt")
+    # Different backends cannot share an inode, so the guest must copy.
+    assert g.path_rename(3, *old, 4, *new) == Errno.XDEV
+    assert g.path_link(3, 0, *old, 4, *new) == Errno.XDEV
+    # A read-only preopen rejects the new name before the kernel sees it.
+    assert g.path_rename(3, *old, 5, *new) == Errno.PERM
+    assert g.path_link(3, 0, *old, 5, *new) == Errno.PERM
+    assert g.path_rename(5, *new, 3, *old) == Errno.PERM
+    assert (host / "a.txt").read_bytes() == b"a"
+    assert list(read_only.iterdir()) == []
+
+
+def test_rename_between_host_preopens_stays_inside(tmp_path):
+    first, second, outside = tmp_path / "first", tmp_path / "second", tmp_path / "outside"
+    for directory in (first, second, outside):
+        directory.mkdir()
+    (first / "a.txt").write_bytes(b"a")
+    (second / "up").symlink_to("..")
+    config = WasiConfig()
+    config.preopen_dir(str(first), "/first")  # fd 3
+    config.preopen_dir(str(second), "/second")  # fd 4
+    g = Guest(config)
+    source = g.str("a.txt")
+    for escape in ("../outside/a.txt", "up/outside/a.txt", "/etc/a.txt"):
+        assert g.path_rename(3, *source, 4, *g.str(escape)) == Errno.NOTCAPABLE, escape
+    assert list(outside.iterdir()) == []
+    assert g.path_rename(3, *source, 4, *g.str("b.txt")) == 0
+    assert (second / "b.txt").read_bytes() == b"a"
+    assert not (first / "a.txt").exists()
+    # Renaming a preopen itself is BUSY, as in wasmtime.
+    assert g.path_rename(3, *g.str("."), 4, *g.str("c")) == Errno.BUSY

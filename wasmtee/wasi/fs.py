@@ -394,6 +394,19 @@ class HostDirectory:
         if self.read_only:
             raise WasiError(Errno.ROFS, f"read-only preopen {self.host_path}")
 
+    def _target_root_fd(self, node: HostNode) -> int:
+        """Return the root fd for the new name of a rename or link.
+
+        The node may belong to another host preopen, as in wasmtime: the walk
+        below it still stays inside that preopen, and the kernel reports
+        EXDEV (XDEV) when the two preopens are on different file systems.
+        Raises XDEV for a node of another kind of backend.
+        """
+        if not isinstance(node, HostNode) or not isinstance(node.backend, HostDirectory):
+            raise WasiError(Errno.XDEV, "node belongs to another backend")
+        node.backend._writable()
+        return node.fd
+
     def open_root(self) -> HostNode:
         try:
             fd = os.open(self.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -517,7 +530,7 @@ class HostDirectory:
 
     def rename(self, dir: HostNode, old: str, new_dir: HostNode, new: str) -> None:
         self._writable()
-        new_root = self._root_fd(new_dir)
+        new_root = self._target_root_fd(new_dir)
         with Walk(self, self._root_fd(dir), old) as src, Walk(self, new_root, new) as dst:
             old_name = src.run(False)
             new_name = dst.run(False)
@@ -531,7 +544,7 @@ class HostDirectory:
 
     def link(self, dir: HostNode, old: str, new_dir: HostNode, new: str, follow: bool) -> None:
         self._writable()
-        new_root = self._root_fd(new_dir)
+        new_root = self._target_root_fd(new_dir)
         with Walk(self, self._root_fd(dir), old) as src, Walk(self, new_root, new) as dst:
             old_name = src.run(follow)
             new_name = dst.run(False)

@@ -33,7 +33,7 @@ from wasmtee.wasi.constants import (
     WasiError,
 )
 from wasmtee.wasi.context import FdEntry, WasiContext, rights_for
-from wasmtee.wasi.fs import NOW, OpenFlags, Stat
+from wasmtee.wasi.fs import NOW, HostDirectory, OpenFlags, Stat
 from wasmtee.wasi.guest import GuestMemory
 from wasmtee.wasi.streams import SocketNode
 
@@ -89,6 +89,18 @@ def _times(atim: int, mtim: int, flags: int) -> tuple[Any, Any]:
     elif flags & FST_MTIM_NOW:
         modify = NOW
     return access, modify
+
+
+def _same_file_system(src: FdEntry, dst: FdEntry) -> bool:
+    """Return whether a rename or link may go from `src`'s backend to `dst`'s.
+
+    Two host directories qualify even when they are different preopens, as in
+    wasmtime; the kernel still returns XDEV when they are on different
+    file systems. Other backends (in-memory, protected files) stay separate.
+    """
+    if src.backend is dst.backend:
+        return True
+    return isinstance(src.backend, HostDirectory) and isinstance(dst.backend, HostDirectory)
 
 
 def _signed64(value: int) -> int:
@@ -421,8 +433,8 @@ class Preview1:
     ) -> int:
         src = self._mutable_dir(old_fd, Rights.PATH_LINK_SOURCE, "path_link")
         dst = self._mutable_dir(new_fd, Rights.PATH_LINK_TARGET, "path_link")
-        if src.backend is not dst.backend:
-            raise WasiError(Errno.XDEV, "link across preopens")
+        if not _same_file_system(src, dst):
+            raise WasiError(Errno.XDEV, "link across preopens of different backends")
         follow = bool(old_flags & LOOKUP_SYMLINK_FOLLOW)
         src.backend.link(src.node, mem.string(old_path, old_len), dst.node,
                          mem.string(new_path, new_len), follow)
@@ -507,8 +519,8 @@ class Preview1:
     ) -> int:
         src = self._mutable_dir(fd, Rights.PATH_RENAME_SOURCE, "path_rename")
         dst = self._mutable_dir(new_fd, Rights.PATH_RENAME_TARGET, "path_rename")
-        if src.backend is not dst.backend:
-            raise WasiError(Errno.XDEV, "rename across preopens")
+        if not _same_file_system(src, dst):
+            raise WasiError(Errno.XDEV, "rename across preopens of different backends")
         src.backend.rename(src.node, mem.string(old_path, old_len), dst.node, mem.string(new_path, new_len))
         return Errno.SUCCESS
 

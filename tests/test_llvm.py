@@ -714,3 +714,48 @@ def test_fuel_and_interrupt_checks_at_each_opt_level(monkeypatch, opt_level: str
     finally:
         timer.cancel()
     assert info.value.code is TrapCode.INTERRUPTED
+
+
+# Runs unbounded recursion on threads with small and default stacks, in a
+# child process, so that a wrong stack limit crashes the child, not pytest.
+SMALL_STACK_SCRIPT = """
+import threading
+from wasmtee import Config, Engine, Instance, Module, Store, Trap, TrapCode
+from wasmtee.llvm import jit
+
+engine = Engine(Config(tier="llvm"))
+module = Module(engine, '(module (func $f (export "f") (param i64) (result i64)'
+                        ' (i64.add (local.get 0) (call $f (i64.add (local.get 0) (i64.const 1))))))')
+codes = []
+
+def run():
+    floor, top = jit.stack_bounds()
+    assert floor < top, (floor, top)
+    store = Store(engine)
+    try:
+        Instance(store, module, []).exports(store)["f"](store, 0)
+    except Trap as exc:
+        codes.append(exc.code)
+
+for size in (256 * 1024, 1024 * 1024, 0):
+    threading.stack_size(size)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+run()
+print(codes == [TrapCode.STACK_EXHAUSTED] * 4, codes)
+"""
+
+
+def test_recursion_traps_on_small_thread_stacks(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    environment = {**os.environ, "PYTHONPATH": str(repo), "XDG_STATE_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", SMALL_STACK_SCRIPT], capture_output=True,
+                          timeout=300, env=environment)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(b"True"), proc.stdout

@@ -52,11 +52,12 @@ RT_OP_TYPE = ctypes.CFUNCTYPE(
 )
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
-# Native stack that wasm code may use below the outermost entry, in bytes.
-# Level 0 and 1 code has large frames: CPython's interpreter loop takes 72 KB
-# per call at level 1 (10 KB at level 2), so 4 MB allow about 50 nested
-# interpreter calls. The other half of the stack stays for the Python frames
-# above the entry and for host functions that wasm calls.
+# Native stack that wasm code may use below the outermost entry, in bytes,
+# where the thread's stack bounds are unknown (see `stack_bounds`). Level 0
+# and 1 code has large frames: CPython's interpreter loop takes 72 KB per call
+# at level 1 (10 KB at level 2), so 4 MB allow about 50 nested interpreter
+# calls. The other half of the stack stays for the Python frames above the
+# entry and for host functions that wasm calls.
 DEFAULT_STACK_BUDGET = 4 * 1024 * 1024
 
 
@@ -87,6 +88,55 @@ def stack_budget() -> int:
     return min(DEFAULT_STACK_BUDGET, size // 2)
 
 
+# Native stack kept free below wasm code when the thread's stack bounds are
+# known: room for host functions that wasm calls, and for the frame that a
+# function reserves before its entry check. At most half of a small stack.
+STACK_RESERVE = 1024 * 1024
+
+_thread_stacks = threading.local()
+
+
+def stack_bounds() -> tuple[int, int]:
+    """Return (floor, top) for the current thread's stack: wasm code may use it down to floor.
+
+    Returns (0, 0) where glibc's pthread_getattr_np is unavailable, and the
+    entry trampoline then falls back to `stack_budget`.
+    """
+    bounds = getattr(_thread_stacks, "bounds", None)
+    if bounds is None:
+        bounds = _query_stack_bounds()
+        _thread_stacks.bounds = bounds
+    return bounds
+
+
+def _query_stack_bounds() -> tuple[int, int]:
+    try:
+        libc = ctypes.CDLL(None)
+        get_attributes = libc.pthread_getattr_np
+        get_stack = libc.pthread_attr_getstack
+        destroy = libc.pthread_attr_destroy
+        this_thread = libc.pthread_self
+    except (AttributeError, OSError):
+        return 0, 0
+    this_thread.restype = ctypes.c_ulong
+    get_attributes.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
+    get_stack.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+    destroy.argtypes = [ctypes.c_void_p]
+    # pthread_attr_t is 56 bytes on 64-bit glibc; the buffer leaves room.
+    attributes = ctypes.create_string_buffer(256)
+    if get_attributes(this_thread(), attributes) != 0:
+        return 0, 0
+    try:
+        low = ctypes.c_void_p()
+        size = ctypes.c_size_t()
+        if get_stack(attributes, ctypes.byref(low), ctypes.byref(size)) != 0 or not low.value:
+            return 0, 0
+    finally:
+        destroy(attributes)
+    reserve = min(STACK_RESERVE, size.value // 2)
+    return low.value + reserve, low.value + size.value
+
+
 class Context(ctypes.Structure):
     """The per-instance block that native code reaches through `%ctx`."""
 
@@ -105,6 +155,8 @@ class Context(ctypes.Structure):
         ("rt_op", ctypes.c_void_p),
         ("stack_budget", ctypes.c_uint64),
         ("tables", ctypes.c_void_p),
+        ("stack_floor", ctypes.c_uint64),
+        ("stack_top", ctypes.c_uint64),
     ]
 
 
@@ -479,6 +531,7 @@ class NativeInstance:
         context = self.context
         if context.stack_limit == 0:
             context.stack_budget = stack_budget()
+            context.stack_floor, context.stack_top = stack_bounds()
         if not self.mirrored_tables and self.table_entries:
             self.build_table_mirror()
         self.sync_to_native()

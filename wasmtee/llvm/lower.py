@@ -41,7 +41,9 @@ CTX_RT_CALL = 80
 CTX_RT_OP = 88
 CTX_STACK_BUDGET = 96
 CTX_TABLES = 104
-CTX_SIZE = 112
+CTX_STACK_FLOOR = 112
+CTX_STACK_TOP = 120
+CTX_SIZE = 128
 
 # The native table mirror: `CTX_TABLES` points at one {ptr entries, i64 size}
 # descriptor per table, and each entry is {i64 type id, ptr code, ptr unused}.
@@ -1179,15 +1181,26 @@ class ModuleLowering:
             f"  %depthp = getelementptr i8, ptr %ctx, i64 {CTX_DEPTH}",
             "  %depth = load i64, ptr %depthp",
             "  store ptr %jb, ptr %ctx",
-            # The outermost entry sets the native stack limit: its own stack
-            # pointer minus the budget. Nested entries from host calls keep it.
+            # The outermost entry sets the native stack limit: the thread's
+            # stack floor when its stack pointer lies between the floor and
+            # the stack's top (so not on a stack that a coroutine library
+            # switched to), else its own stack pointer minus the budget.
+            # Nested entries from host calls keep the limit.
             f"  %limitp = getelementptr i8, ptr %ctx, i64 {CTX_STACK_LIMIT}",
             "  %limit = load i64, ptr %limitp",
             f"  %budgetp = getelementptr i8, ptr %ctx, i64 {CTX_STACK_BUDGET}",
             "  %budget = load i64, ptr %budgetp",
+            f"  %floorp = getelementptr i8, ptr %ctx, i64 {CTX_STACK_FLOOR}",
+            "  %floor = load i64, ptr %floorp",
+            f"  %topp = getelementptr i8, ptr %ctx, i64 {CTX_STACK_TOP}",
+            "  %top = load i64, ptr %topp",
             "  %sp = call ptr @llvm.stacksave.p0()",
             "  %spi = ptrtoint ptr %sp to i64",
-            "  %fresh = sub i64 %spi, %budget",
+            "  %relative = sub i64 %spi, %budget",
+            "  %abovefloor = icmp ugt i64 %spi, %floor",
+            "  %belowtop = icmp ule i64 %spi, %top",
+            "  %onstack = and i1 %abovefloor, %belowtop",
+            "  %fresh = select i1 %onstack, i64 %floor, i64 %relative",
             "  %outer = icmp eq i64 %limit, 0",
             "  %newlimit = select i1 %outer, i64 %fresh, i64 %limit",
             "  store i64 %newlimit, ptr %limitp",

@@ -328,10 +328,10 @@ class FunctionLowering:
 
     def entry_checks(self) -> None:
         # NOTE: the prologue has already reserved this function's frame, so a
-        # frame larger than the stack left beyond the budget (at least half
-        # of the thread's stack, see jit.stack_budget) could fault
-        # before this check. CPython's largest function (36,505 instructions)
-        # has a 72 KB frame at level 1.
+        # frame larger than the stack left below the limit (jit.STACK_RESERVE,
+        # 1 MB, or half of a smaller stack) could fault before this check.
+        # CPython's largest function (36,505 instructions) has a 72 KB frame
+        # at level 1.
         sp = self.value("call ptr @llvm.stacksave.p0()")
         sp_int = self.value(f"ptrtoint ptr {sp} to i64")
         _, limit = self.ctx_field(CTX_STACK_LIMIT, "i64")

@@ -1331,3 +1331,12 @@ def test_nested_host_calls_trap_not_crash(engine):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "STACK_EXHAUSTED"
+
+
+def test_func_type_accepts_lists(engine):
+    store = Store(engine)
+    func_type = FuncType([ValType.I32], [ValType.I32])
+    assert func_type == FuncType((ValType.I32,), (ValType.I32,))
+    assert hash(func_type) == hash(FuncType((ValType.I32,), (ValType.I32,)))
+    double = Func(store, func_type, lambda x: 2 * x)
+    assert double(store, 21) == 42

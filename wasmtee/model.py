@@ -79,6 +79,13 @@ class FuncType:
     params: tuple[ValType, ...]
     results: tuple[ValType, ...]
 
+    def __post_init__(self) -> None:
+        # Accept lists, as wasmtime-py's FuncType does; a list would make the type unhashable.
+        if type(self.params) is not tuple:
+            object.__setattr__(self, "params", tuple(self.params))
+        if type(self.results) is not tuple:
+            object.__setattr__(self, "results", tuple(self.results))
+
     def __str__(self) -> str:
         params = " ".join(t.text for t in self.params)
         results = " ".join(t.text for t in self.results)

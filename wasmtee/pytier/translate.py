@@ -871,9 +871,10 @@ class NestingTooDeep(Exception):
 # A function whose Python frame has at least this many slots (locals plus
 # value stack) counts them in the store's slot cell while it runs.
 LARGE_FRAME_SLOTS = 256
-# The most slots that large frames may hold at once in one store: about 32 MB
-# of frame memory at 8 bytes per slot. wasmtime's default 512 KiB wasm stack is
-# far smaller, so a module that runs there never reaches this bound.
+# The max number of slots that large frames may hold at once in one store,
+# about 32 MB of frame memory at 8 bytes per slot. A module that fits in
+# wasmtime's default 512 KiB wasm stack should stay far below it (an estimate,
+# because native and Python frames differ in size).
 MAX_FRAME_SLOTS = 4_000_000
 
 # CPython allows 20 nested loop and try blocks per function; the body's try takes one.

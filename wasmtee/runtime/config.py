@@ -13,10 +13,10 @@ logger = logging.getLogger(__name__)
 
 TIER_NAMES = ("python", "llvm", "auto")
 DEFAULT_MAX_CALL_DEPTH = 10_000
-# The longest deadline `Store.set_deadline` and `--timeout` accept, about 31.7
-# years. Longer values raise UsageError instead of being clamped, because
-# threading.Timer overflows above threading.TIMEOUT_MAX (about 9.2e9 s on
-# Linux, 4.3e6 s on Windows); the smaller of the two applies.
+# The max deadline that `Store.set_deadline` and `--timeout` accept, about 31.7
+# years, or threading.TIMEOUT_MAX when that is smaller (it is 9.2e9 s with
+# CPython 3.11 on Linux). Longer values raise UsageError instead of being
+# clamped, because threading.Timer overflows above TIMEOUT_MAX.
 MAX_DEADLINE_SECONDS = min(1e9, threading.TIMEOUT_MAX)
 
 

@@ -23,9 +23,9 @@ _U64 = struct.Struct("<Q")
 _IOVEC = struct.Struct("<II")
 
 # Sizes from which wasmtime 50 (PyPI wasmtime 50.0.1) returns NOMEM instead of
-# trapping, measured with one-page memories: a path of 2^27 + 1 bytes gets
-# NOMEM and one of 2^27 bytes traps; fd_write with 2^24 - 1 iovecs gets NOMEM
-# and with 2^24 - 2 does not.
+# trapping, measured with one-page memories. A path of 2^27 + 1 bytes gets
+# NOMEM, and one of 2^27 bytes traps. fd_write with 2^24 - 1 iovecs gets
+# NOMEM, and with 2^24 - 2 it does not.
 MAX_STRING_LENGTH = 1 << 27
 MAX_IOVECS = (1 << 24) - 1
 

@@ -232,3 +232,22 @@ def test_large_frames_still_recurse(tier):
     assert info.value.code is TrapCode.STACK_EXHAUSTED
     for _ in range(3):
         assert ex["down"](store, 5000) == 5000
+
+
+def test_memory_fill_in_chunks(tier, monkeypatch):
+    from wasmtee.pytier import runtime
+
+    # A small chunk makes the fill take several steps, with a short last one.
+    monkeypatch.setattr(runtime, "_FILL_CHUNK", 1000)
+    engine = Engine(Config(tier=tier))
+    wat = """(module (memory (export "mem") 1)
+      (func (export "fill") (param i32 i32 i32) local.get 0 local.get 1 local.get 2 memory.fill))"""
+    store, ex = instance(engine, wat)
+    ex["fill"](store, 7, 0x1AB, 2500)
+    data = ex["mem"].read(store, 0, 2600)
+    assert data[:7] == bytes(7)
+    assert data[7:2507] == b"\xab" * 2500
+    assert data[2507:] == bytes(93)
+    with pytest.raises(Trap) as info:
+        ex["fill"](store, 65000, 1, 1000)
+    assert info.value.code is TrapCode.MEMORY_OUT_OF_BOUNDS

@@ -181,14 +181,25 @@ def _resolve(elements: list[Any], index: int, expected: Any) -> Any:
     return func.call
 
 
+# Bytes written per step of memory.fill.
+_FILL_CHUNK = 1 << 20
+
+
 def _memory_fill(memory: Any, dest: int, value: int, length: int) -> None:
     if dest + length > memory.size:
         raise Trap(
             TrapCode.MEMORY_OUT_OF_BOUNDS,
             f"memory.fill at {dest}, length {length}, memory size {memory.size}",
         )
-    if length:
-        memory.buf[dest:dest + length] = bytes((value & 0xFF,)) * length
+    if not length:
+        return
+    # Fill in chunks, so a fill of a whole 4 GiB memory needs no 4 GiB temporary.
+    chunk = bytes((value & 0xFF,)) * min(length, _FILL_CHUNK)
+    end = dest + length
+    while dest < end:
+        count = min(len(chunk), end - dest)
+        memory.buf[dest:dest + count] = chunk[:count] if count < len(chunk) else chunk
+        dest += count
 
 
 def _memory_copy(memory: Any, dest: int, source: int, length: int) -> None:

@@ -689,3 +689,18 @@ def test_invoke_bad_f32_rejected(text):
     with pytest.raises(UsageError) as info:
         parse_invoke_args(FuncType((ValType.F32,), ()), [text])
     assert repr(text) in str(info.value)
+
+
+def test_enclave_empty_argv0_is_passed():
+    proc = subprocess.run([sys.executable, "-m", "wasmtee", "run", "--enclave", "sim", "--argv0", "",
+                           str(ENVARGS), "x"], capture_output=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines()[:2] == [b"argv[0]=", b"argv[1]=x"]
+
+
+def test_enclave_non_utf8_argument_rejected():
+    proc = cli("run", "--enclave", "sim", str(ENVARGS), "\udcff")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "guest argument 1 b'\\xff' is not valid UTF-8" in err

@@ -58,7 +58,8 @@ def run_in_enclave(args: argparse.Namespace) -> int:
     """
     _check_options(args)
     module_bytes = _read_module(args.module)
-    argv = [args.argv0 or os.path.basename(args.module), *args.args]
+    argv0 = args.argv0 if args.argv0 is not None else os.path.basename(args.module)
+    argv = [argv0, *args.args]
     env = _environment(args.env)
     protected_dir, storage_dir = _protected_dir(args.dir)
     stdin = _read_stdin()

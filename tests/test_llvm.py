@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("llvmlite")
 
 from wasmtee import Config, Engine, Func, FuncType, Instance, Module, Store, Trap, TrapCode, ValType  # noqa: E402
-from wasmtee.errors import CompileError  # noqa: E402
+from wasmtee.errors import CompileError, UsageError  # noqa: E402
 
 I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
 
@@ -759,3 +759,142 @@ def test_recursion_traps_on_small_thread_stacks(tmp_path) -> None:
                           timeout=300, env=environment)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith(b"True"), proc.stdout
+
+
+# Each function counts its work in the mutable global $n, so a run that
+# stops partway shows how far it got.
+FUEL_WAT = """
+(module
+  (global $n (export "n") (mut i32) (i32.const 0))
+  (func $tick (global.set $n (i32.add (global.get $n) (i32.const 1))))
+  (func (export "loop") (param i32)
+    (loop local.get 0 i32.const 1 i32.sub local.tee 0 call $tick br_if 0))
+  (func (export "straight") (param i32) (result i32)
+    local.get 0 i32.const 1 i32.add i32.const 2 i32.mul i32.const 3 i32.xor
+    i32.const 4 i32.add i32.const 5 i32.mul i32.const 6 i32.xor)
+  (func (export "branches") (param i32) (result i32)
+    (if (result i32) (i32.and (local.get 0) (i32.const 1))
+      (then (call $tick) (i32.mul (local.get 0) (i32.const 3)))
+      (else (i32.const 7))))
+  (func (export "nested") (param i32 i32)
+    (local $j i32)
+    (loop $outer
+      (local.set $j (local.get 1))
+      (loop $inner
+        (call $tick)
+        (br_if $inner (local.tee $j (i32.sub (local.get $j) (i32.const 1)))))
+      (br_if $outer (local.tee 0 (i32.sub (local.get 0) (i32.const 1))))))
+  (func (export "once") (result i32)
+    (loop (result i32) (call $tick) (i32.const 5)))
+  (func (export "table") (param i32) (result i32)
+    (block (block (block
+      (br_table 0 1 2 (local.get 0)))
+      (call $tick) (return (i32.const 10)))
+      (return (i32.const 20)))
+    (call $tick) (i32.const 30))
+  (func (export "divide") (param i32) (result i32)
+    (call $tick) (i32.div_u (i32.const 100) (local.get 0)) (call $tick)
+    (i32.const 1) (i32.add))
+  (func $down (export "recurse") (param i32)
+    (call $tick)
+    (if (local.get 0) (then (call $down (i32.sub (local.get 0) (i32.const 1)))))))
+"""
+
+FUEL_CALLS = [
+    ("loop", (1000,)),
+    ("straight", (1,)),
+    ("branches", (3,)),
+    ("branches", (4,)),
+    ("nested", (7, 5)),
+    ("once", ()),
+    ("table", (0,)),
+    ("table", (1,)),
+    ("table", (2,)),
+    ("table", (99,)),
+    ("divide", (5,)),
+    ("recurse", (50,)),
+]
+
+
+def run_with_fuel(tier: str, name: str, args: tuple, fuel: int) -> tuple[object, int, int]:
+    """Call `name` with `fuel`; return (result or trap code, remaining fuel, $n)."""
+    engine = Engine(Config(tier=tier, consume_fuel=True))
+    store = Store(engine)
+    exports = Instance(store, Module(engine, FUEL_WAT), []).exports(store)
+    store.set_fuel(fuel)
+    try:
+        outcome: object = exports[name](store, *args)
+    except Trap as trap:
+        outcome = trap.code
+    return outcome, store.get_fuel(), exports["n"].value(store)
+
+
+def test_fuel_matches_python_tier_on_known_counts() -> None:
+    # 7 instructions per iteration plus `loop` and `end`, and 5 more per
+    # call of $tick, which has no loop.
+    assert run_with_fuel("llvm", "loop", (1000,), 10**6)[1] == 10**6 - (7002 + 5 * 1000)
+    assert run_with_fuel("python", "loop", (1000,), 10**6)[1] == 10**6 - (7002 + 5 * 1000)
+    assert run_with_fuel("llvm", "straight", (1,), 10**6)[1] == 10**6 - 14
+    assert run_with_fuel("python", "straight", (1,), 10**6)[1] == 10**6 - 14
+
+
+@pytest.mark.parametrize("name,args", FUEL_CALLS)
+def test_fuel_same_on_both_tiers(name: str, args: tuple) -> None:
+    start = 10**6
+    python = run_with_fuel("python", name, args, start)
+    llvm = run_with_fuel("llvm", name, args, start)
+    assert llvm == python
+    used = start - python[1]
+    assert used > 0
+    # Exactly enough fuel succeeds and leaves 0.
+    assert run_with_fuel("llvm", name, args, used) == (python[0], 0, python[2])
+    assert run_with_fuel("python", name, args, used) == (python[0], 0, python[2])
+    # With less, both tiers run out at the same point.
+    for fuel in sorted({0, 1, used // 3, used // 2, used - 1}):
+        python_short = run_with_fuel("python", name, args, fuel)
+        llvm_short = run_with_fuel("llvm", name, args, fuel)
+        assert python_short[0] == TrapCode.OUT_OF_FUEL
+        assert llvm_short == python_short, f"fuel {fuel}"
+
+
+def test_fuel_left_after_trap_mid_segment() -> None:
+    python = run_with_fuel("python", "divide", (0,), 1000)
+    llvm = run_with_fuel("llvm", "divide", (0,), 1000)
+    assert python[0] == TrapCode.INTEGER_DIVIDE_BY_ZERO
+    assert llvm == python
+    # The whole body was charged at entry, before the division trapped.
+    assert python[1] == 1000 - (8 + 5)
+
+
+@pytest.mark.parametrize("tier", ["python", "llvm"])
+@pytest.mark.parametrize("fuel", [2**62, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1])
+def test_fuel_up_to_u64_max(tier: str, fuel: int) -> None:
+    outcome, remaining, ticks = run_with_fuel(tier, "loop", (1000,), fuel)
+    assert outcome is None
+    assert ticks == 1000
+    assert remaining == fuel - (7002 + 5 * 1000)
+
+
+@pytest.mark.parametrize("tier", ["python", "llvm"])
+@pytest.mark.parametrize("fuel", [2**64, 2**70])
+def test_fuel_above_u64_max_is_rejected(tier: str, fuel: int) -> None:
+    store = Store(Engine(Config(tier=tier, consume_fuel=True)))
+    with pytest.raises(UsageError, match=str(fuel)):
+        store.set_fuel(fuel)
+
+
+def test_fuel_above_i64_survives_host_calls() -> None:
+    # A host call syncs the fuel to Python and back; the part above
+    # 2**63-1 must come back unchanged.
+    wat = """(module (import "h" "f" (func $f))
+      (func (export "run") (param i32)
+        (loop (call $f) local.get 0 i32.const 1 i32.sub local.tee 0 br_if 0)))"""
+    seen: list[int] = []
+    engine = Engine(Config(tier="llvm", consume_fuel=True))
+    store = Store(engine)
+    host = Func(store, FuncType([], []), lambda: seen.append(store.get_fuel()))
+    exports = Instance(store, Module(engine, wat), [host]).exports(store)
+    store.set_fuel(2**64 - 1)
+    exports["run"](store, 3)
+    assert seen == [2**64 - 1 - 2 - 7, 2**64 - 1 - 2 - 14, 2**64 - 1 - 2 - 21]
+    assert store.get_fuel() == 2**64 - 1 - 2 - 21

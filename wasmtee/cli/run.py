@@ -69,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--invoke", metavar="FUNC",
                         help="call the export FUNC with ARGS instead of _start")
     parser.add_argument("--fuel", type=non_negative_int, metavar="N",
-                        help="trap with 'all fuel consumed' after N units of fuel "
-                        "(about one per instruction)")
+                        help="trap with 'all fuel consumed' after N units of fuel, at most "
+                        "2**64-1; one unit is one wasm instruction, and each function call "
+                        "or loop iteration is charged for all of its instructions when it "
+                        "starts (the same on every tier)")
     parser.add_argument("--max-memory", type=byte_size, metavar="SIZE",
                         help="limit each linear memory to SIZE bytes (suffix K, M or G for "
                         "KiB, MiB, GiB)")

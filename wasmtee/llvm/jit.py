@@ -137,6 +137,10 @@ def _query_stack_bounds() -> tuple[int, int]:
     return low.value + reserve, low.value + size.value
 
 
+# Largest fuel that the signed i64 fuel field of Context holds.
+NATIVE_FUEL_MAX = 2**63 - 1
+
+
 class Context(ctypes.Structure):
     """The per-instance block that native code reaches through `%ctx`."""
 
@@ -407,6 +411,8 @@ class NativeInstance:
         self.released = False
         self.pending: BaseException | None = None
         self.context = Context()
+        # Fuel above NATIVE_FUEL_MAX that sync_to_native kept out of the context.
+        self.held_fuel = 0
         self.context_address = ctypes.addressof(self.context)
         self.rt_call_callback = RT_CALL_TYPE(self._rt_call)
         self.rt_op_callback = RT_OP_TYPE(self._rt_op)
@@ -601,7 +607,12 @@ class NativeInstance:
             self.cells[index] = to_slot(val_type, instance.globals[index].value, REFERENCES)
         fuel_cell = getattr(self.store, "fuel_cell", None)
         if fuel_cell is not None:
-            context.fuel = fuel_cell[0]
+            # The native field is a signed i64, so fuel above 2**63-1 stays
+            # in the store: spending 2**63 units takes centuries, so the
+            # native count never reaches 0 while part of the fuel is held back.
+            native_fuel = min(fuel_cell[0], NATIVE_FUEL_MAX)
+            self.held_fuel = fuel_cell[0] - native_fuel
+            context.fuel = native_fuel
         interrupt_cell = getattr(self.store, "interrupt_cell", None)
         if interrupt_cell is not None:
             context.interrupt = 1 if interrupt_cell[0] else 0
@@ -613,7 +624,7 @@ class NativeInstance:
                 instance.globals[index].value = from_slot(val_type, self.cells[index], REFERENCES)
         fuel_cell = getattr(self.store, "fuel_cell", None)
         if fuel_cell is not None:
-            fuel_cell[0] = self.context.fuel
+            fuel_cell[0] = self.context.fuel + self.held_fuel
 
     def raise_trap(self, status: int) -> None:
         pending, self.pending = self.pending, None

@@ -170,6 +170,46 @@ class Options:
     interruptible: bool = False
 
 
+def fuel_costs(body: list[Instr]) -> dict[int, int]:
+    """Return the fuel charged at the function entry (key -1) and at each re-entered loop header.
+
+    One unit of fuel is one instruction of the body, `end` included. Each
+    instruction is charged where its region starts: the function entry, or
+    the header of the innermost loop that some branch targets, once per
+    iteration. The python tier (`pytier.translate.Translator.count_fuel`)
+    uses the same rule, so both tiers leave the same fuel after the same run.
+    """
+    targets: set[int] = set()
+    open_blocks: list[int] = []
+    for index, instr in enumerate(body):
+        code = instr.op
+        if code in op.BLOCK_STARTS:
+            open_blocks.append(index)
+        elif code == op.END:
+            if open_blocks:
+                open_blocks.pop()
+        elif code in (op.BR, op.BR_IF, op.BR_TABLE):
+            depths = (*instr.imm[0], instr.imm[1]) if code == op.BR_TABLE else (instr.imm,)
+            for depth in depths:
+                if depth < len(open_blocks):
+                    targets.add(open_blocks[-1 - depth])
+    costs: dict[int, int] = {-1: 0}
+    regions = [-1]
+    opened: list[bool] = []
+    for index, instr in enumerate(body):
+        costs[regions[-1]] += 1
+        if instr.op in op.BLOCK_STARTS:
+            is_region = instr.op == op.LOOP and index in targets
+            opened.append(is_region)
+            if is_region:
+                regions.append(index)
+                costs[index] = 0
+        elif instr.op == op.END and opened:
+            if opened.pop():
+                regions.pop()
+    return costs
+
+
 @dataclass
 class Frame:
     """One entry of the control stack during lowering."""
@@ -219,6 +259,9 @@ class FunctionLowering:
         self.checked: dict[str, tuple[int, str, str]] = {}
         # Defined functions that this one calls directly; a chunk declares them.
         self.callees: set[int] = set()
+        # Index in the body of the instruction being lowered.
+        self.index = 0
+        self.fuel_costs = fuel_costs(self.func.body) if owner.options.consume_fuel else {}
 
     # -- helpers ---------------------------------------------------------
 
@@ -311,7 +354,8 @@ class FunctionLowering:
         frame = Frame("func", (), self.type.results, 0, end_label, end_label)
         frame.result_slots = [self.slot(LLVM_TYPE[t]) for t in self.type.results]
         self.frames.append(frame)
-        for instr in self.func.body:
+        for index, instr in enumerate(self.func.body):
+            self.index = index
             self.lower_instr(instr)
         for code, label in self.trap_blocks.items():
             self.start_block(label)
@@ -345,11 +389,12 @@ class FunctionLowering:
             too_deep = self.value(f"icmp ugt i64 {new_depth}, {max_depth}")
             exhausted = self.value(f"or i1 {too_deep}, {exhausted}")
         self.trap_if(exhausted, TrapCode.STACK_EXHAUSTED)
-        self.poll_checks(1)
+        self.poll_checks(max(self.fuel_costs.get(-1, 1), 1))
 
     def poll_checks(self, cost: int) -> None:
+        """Charge `cost` units of fuel (none when 0) and check the interrupt flag."""
         options = self.owner.options
-        if options.consume_fuel:
+        if options.consume_fuel and cost > 0:
             fuel_ptr, fuel = self.ctx_field(CTX_FUEL, "i64")
             left = self.value(f"sub i64 {fuel}, {cost}")
             self.emit(f"store i64 {left}, ptr {fuel_ptr}")
@@ -452,7 +497,9 @@ class FunctionLowering:
             llvm_type = LLVM_TYPE[val_type]
             self.push(llvm_type, self.value(f"load {llvm_type}, ptr {slot}"))
         self.frames.append(frame)
-        self.poll_checks(1)
+        # A loop that no branch re-enters runs once, and its instructions are
+        # charged with the enclosing region's.
+        self.poll_checks(self.fuel_costs.get(self.index, 0))
 
     def if_(self, instr: Instr) -> None:
         condition = self.pop()

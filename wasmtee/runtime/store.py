@@ -14,6 +14,9 @@ from wasmtee.runtime.global_ import GlobalInstance
 from wasmtee.runtime.memory import PAGE_SIZE, MemoryInstance
 from wasmtee.runtime.table import TableInstance
 
+# Largest fuel amount that Store.set_fuel accepts, as in wasmtime (u64).
+MAX_FUEL = 2**64 - 1
+
 logger = logging.getLogger(__name__)
 
 
@@ -95,10 +98,16 @@ class Store:
         return self.fuel_cell
 
     def set_fuel(self, fuel: int) -> None:
-        """Set the remaining fuel. Raises UsageError when fuel is disabled or `fuel` < 0."""
+        """Set the remaining fuel, in instructions (see docs/internals.md).
+
+        Raises UsageError when fuel is disabled or `fuel` is not in 0..2**64-1
+        (the range of wasmtime's u64 fuel).
+        """
         cell = self._fuel()
         if isinstance(fuel, bool) or not isinstance(fuel, int) or fuel < 0:
             raise UsageError(f"fuel must be a non-negative int, got {fuel!r}")
+        if fuel > MAX_FUEL:
+            raise UsageError(f"fuel {fuel} is too large (the maximum is 2**64-1 = {MAX_FUEL})")
         cell[0] = fuel
 
     def get_fuel(self) -> int:

@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="trap with 'call stack exhausted' when wasm calls nest more "
                         f"than N frames deep (default: {DEFAULT_MAX_CALL_DEPTH}, at most "
                         f"{MAX_CALL_DEPTH_OPTION}). With the default, the llvm tier bounds "
-                        "only its native stack (2 MiB), which allows deeper recursion")
+                        "only its native stack use, which allows deeper recursion")
     parser.add_argument("--tier", choices=["python", "llvm", "auto"], default="python",
                         action=_TierAction,
                         help="execution tier (default: python). A .cwasm artifact runs "

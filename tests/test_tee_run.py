@@ -234,14 +234,58 @@ def test_stdin_below_limit_forwarded(guest, state_home):
     assert result.stdout.endswith(f"read {size} bytes\n".encode())
 
 
-def test_stdout_truncation_reported(guest, state_home):
+def test_large_stdout_streamed_whole(guest, state_home):
     size = 17 * MIB
     result = run_cli(state_home, "--enclave", "sim", str(guest), "flood", str(size))
-    assert result.returncode == 1
+    assert result.returncode == 0, result.stderr[-500:]
     assert result.stdout.startswith(b"hello from the enclave\n")
+    assert result.stdout.endswith(b"x" * 1000)
+    assert result.stdout.count(b"x") == size
+    assert b"dropped" not in result.stderr
+
+
+def test_closed_stdout_pipe_ends_guest(guest, state_home):
+    env = dict(os.environ, XDG_STATE_HOME=str(state_home), PYTHONPATH=str(ROOT))
+    host = subprocess.Popen([sys.executable, "-m", "wasmtee", "run", "--enclave", "sim",
+                             str(guest), "flood", str(1024 * MIB)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert host.stdout is not None
+    try:
+        assert host.stdout.read(10) == b"hello from"
+        host.stdout.close()
+        _, stderr = host.communicate(timeout=120)
+    finally:
+        host.kill()
+    assert host.returncode == 0, stderr
+    assert b"Traceback" not in stderr
+
+
+def test_captured_stdout_reports_dropped_bytes(guest, state_home):
+    from wasmtee.tee.enclave import Enclave
+
+    with Enclave(backend="sim", state_dir=state_home / "sim") as enclave:
+        module = enclave.load_module(guest.read_bytes())
+        result = enclave.run_wasi(module, ["guest", "flood", str(17 * MIB)])
+    assert result.exit_code == 0
     assert len(result.stdout) == 16 * MIB
-    assert b"keeps at most 16 MiB" in result.stderr
-    assert b"the guest exited with code 0" in result.stderr
+    kept_floods = result.stdout.count(b"x")
+    assert result.stdout_dropped == 17 * MIB - kept_floods
+    assert result.stderr_dropped == 0
+
+
+def test_streamed_output_reaches_streams(guest, state_home):
+    import io
+
+    from wasmtee.tee.enclave import Enclave
+
+    stdout, stderr = io.BytesIO(), io.BytesIO()
+    with Enclave(backend="sim", state_dir=state_home / "sim") as enclave:
+        module = enclave.load_module(guest.read_bytes())
+        result = enclave.run_wasi(module, ["guest", "exit", "4"], stdout=stdout, stderr=stderr)
+    assert result.exit_code == 4
+    assert result.stdout == b""
+    assert stdout.getvalue().startswith(b"hello from the enclave\n")
+    assert stderr.getvalue() == b"diagnostic on stderr\n"
 
 
 def test_oversized_ecall_leaves_enclave_usable(guest, state_home):
@@ -272,8 +316,10 @@ def start_spinning(state_home: Path, guest: Path) -> tuple[subprocess.Popen[byte
                                  capture_output=True, text=True)
         children = listing.stdout.split()
     assert children, "the enclave process did not start"
-    # Time to load the module, so that the guest spins when the signal comes.
-    time.sleep(3)
+    # The guest writes this line to its unbuffered stderr just before it spins,
+    # and the enclave streams it to the host's stderr.
+    assert host.stderr is not None
+    assert host.stderr.readline() == b"diagnostic on stderr\n"
     return host, int(children[0])
 
 

@@ -100,8 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "enclave encrypts and stores under HOST/protected/run/, and the guest "
                         "sees no plain host directory. Cannot be combined with --invoke, "
                         "--fuel, --max-memory, --tier or --dir-ro, and not with a .cwasm "
-                        "artifact. Limits: standard input 31 MiB, standard output and "
-                        "error 16 MiB each (more is dropped, and the exit status is 1)")
+                        "artifact. Standard input is read whole before the guest starts "
+                        "and may be at most 31 MiB")
     parser.add_argument("module", metavar="MODULE",
                         help="the .wasm, .wat or .cwasm (from wasmtee compile) file to run, "
                         "a regular file of at most 1 GiB")

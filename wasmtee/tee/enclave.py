@@ -3,7 +3,8 @@
 `Enclave` starts `python -m wasmtee.tee.enclave_main` as a child process,
 talks to it over two pipes with the ECALL protocol (wasmtee.tee.protocol),
 and serves the OCALLs it sends back: the time, files in one host storage
-directory, and TCP sockets to allowed hosts. Under the gramine backend the
+directory, TCP sockets to allowed hosts, and the guest output of a
+streamed `run_wasi`. Under the gramine backend the
 same child runs inside `gramine-sgx`; see `wasmtee enclave manifest`.
 
 Example:
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wasmtee.errors import UsageError
 from wasmtee.tee.errors import (
     EnclaveError,
     ProtocolError,
@@ -93,10 +96,11 @@ class LoadedModule:
 
 @dataclass(frozen=True)
 class WasiResult:
-    """The exit status and captured output (at most 16 MiB each) of a WASI run.
+    """The exit status and captured output of a WASI run.
 
-    `stdout_dropped` and `stderr_dropped` count the bytes the guest wrote
-    past that cap, which the enclave dropped.
+    Captured output is at most 16 MiB per stream and empty when it was
+    streamed. `stdout_dropped` and `stderr_dropped` count the bytes the
+    guest wrote past that cap, which the enclave dropped.
     """
 
     exit_code: int
@@ -126,6 +130,8 @@ class OcallHandler:
                  allowed_hosts: tuple[str, ...]) -> None:
         self.storage_dir = Path(storage_dir).resolve() if storage_dir is not None else None
         self.allowed_hosts = allowed_hosts
+        # Binary streams for guest output by fd (1, 2), set during a streamed run_wasi.
+        self.output_streams: dict[int, Any] = {}
         self._sockets: dict[int, socket.socket] = {}
         self._next_socket = 1
 
@@ -142,6 +148,22 @@ class OcallHandler:
 
     def _op_time(self, args: dict[str, Any]) -> float:
         return time.time()
+
+    def _op_output_write(self, args: dict[str, Any]) -> int:
+        """Write guest output to the stream for fd 1 or 2; return 0 or the errno of the failure."""
+        fd, data = args.get("fd"), args.get("data")
+        stream = self.output_streams.get(fd) if isinstance(fd, int) else None
+        if stream is None:
+            raise EnclaveError(f"no output stream for fd {fd!r}")
+        if not isinstance(data, bytes):
+            raise EnclaveError("output_write data must be bytes")
+        try:
+            stream.write(data)
+            stream.flush()
+        except OSError as exc:
+            log.info("cannot write guest output to fd %d: %s", fd, exc)
+            return exc.errno or errno.EIO
+        return 0
 
     def _path(self, args: dict[str, Any]) -> Path:
         if self.storage_dir is None:
@@ -350,22 +372,34 @@ class Enclave:
                  env: dict[str, str] | None = None, stdin: bytes = b"",
                  protected_dir: str | None = None,
                  protected_store: str = "default",
-                 timeout: float | None = None) -> WasiResult:
+                 timeout: float | None = None,
+                 stdout: Any = None, stderr: Any = None) -> WasiResult:
         """Run a WASI command module's `_start` inside the enclave.
 
         With `protected_dir` (a guest path such as "/data"), the guest gets a
         directory of protected files stored encrypted under the host storage
         directory, in the store named `protected_store`. With `timeout`
         (seconds, at most 3600), the guest traps when it runs longer.
+        With `stdout` and `stderr` (binary streams, both or neither), the
+        guest's output is written to them while it runs, in batches, with no
+        size limit, and the result's stdout and stderr are empty.
         """
+        if (stdout is None) != (stderr is None):
+            raise UsageError("run_wasi needs both stdout and stderr streams, or neither")
         request: dict[str, Any] = {"module": module.handle, "args": args or [],
                                    "env": env or {}, "stdin": bytes(stdin)}
+        if stdout is not None:
+            request["stream_output"] = True
         if timeout is not None:
             request["timeout"] = float(timeout)
         if protected_dir is not None:
             request["protected_dir"] = protected_dir
             request["protected_store"] = protected_store
-        result = self._ecall("run_wasi", request, timeout=None)
+        self._ocalls.output_streams = {} if stdout is None else {1: stdout, 2: stderr}
+        try:
+            result = self._ecall("run_wasi", request, timeout=None)
+        finally:
+            self._ocalls.output_streams = {}
         return WasiResult(result["exit_code"], result["stdout"], result["stderr"],
                           result.get("stdout_dropped", 0), result.get("stderr_dropped", 0))
 

@@ -44,8 +44,14 @@ class OcallClient:
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
         self._seq = 0
+        # One OCALL at a time, because guest output is also sent from a flusher thread.
+        self._lock = threading.Lock()
 
     def __call__(self, op: str, args: dict[str, Any]) -> Any:
+        with self._lock:
+            return self._call_locked(op, args)
+
+    def _call_locked(self, op: str, args: dict[str, Any]) -> Any:
         self._seq += 1
         seq = self._seq
         self._channel.send({"v": PROTOCOL_VERSION, "seq": seq, "type": "ocall",

@@ -277,7 +277,7 @@ class EnclaveService:
         from wasmtee.tee.ratls_service import check_timeout
 
         _check_keys("run_wasi", args, {"module", "args", "env", "stdin", "protected_dir",
-                                       "protected_store", "timeout"})
+                                       "protected_store", "timeout", "stream_output"})
         timeout = None
         if args.get("timeout") is not None:
             timeout = check_timeout(args["timeout"])
@@ -296,12 +296,27 @@ class EnclaveService:
         if protected_dir is not None:
             store_name = _get(args, "protected_store", str, optional=True) or "default"
             preopens.append((protected_dir, self._protected_directory(store_name)))
+        output_sink = None
+        if _get(args, "stream_output", bool, optional=True):
+            output_sink = self._send_output
         exit_code, stdout, stderr = self._wasm().run_wasi(
             module.compiled, argv, env, stdin, self._guest_attestation(module), preopens,
-            timeout)
+            timeout, output_sink)
         return {"exit_code": exit_code, "stdout": stdout.getvalue(),
                 "stderr": stderr.getvalue(), "stdout_dropped": stdout.dropped,
                 "stderr_dropped": stderr.dropped}
+
+    def _send_output(self, fd: int, data: bytes) -> None:
+        """Send guest output to the host's standard output (fd 1) or error (fd 2).
+
+        Raises OSError with the host's errno when the host cannot write it.
+        """
+        status = self._ocall("output_write", {"fd": fd, "data": data})
+        if status == 0:
+            return
+        if isinstance(status, bool) or not isinstance(status, int) or not 0 < status < 4096:
+            raise ProtocolError(f"host returned an invalid output_write status {status!r}")
+        raise OSError(status, os.strerror(status))
 
     def _protected_directory(self, store_name: str) -> Any:
         from wasmtee.tee.protected_files import OcallStorage, ProtectedFileStore

@@ -74,7 +74,8 @@ def run_in_enclave(args: argparse.Namespace) -> int:
                 result = enclave.run_wasi(module, argv, env, stdin,
                                           protected_dir=protected_dir,
                                           protected_store=PROTECTED_STORE,
-                                          timeout=getattr(args, "timeout", None))
+                                          timeout=getattr(args, "timeout", None),
+                                          **_output_streams())
     except MessageTooLargeError as exc:
         if exc.op == "load_module":
             content = f"the module makes a message of {exc.size} bytes"
@@ -111,6 +112,20 @@ def run_in_enclave(args: argparse.Namespace) -> int:
                   f"{result.exit_code})", file=sys.stderr)
             status = status or 1
     return status
+
+
+def _output_streams() -> dict[str, Any]:
+    """Return this process's binary stdout and stderr for streamed guest output, if both exist.
+
+    Without them (under pytest's capture, for example), the enclave returns
+    the output at the end, at most MAX_OUTPUT_SIZE bytes per stream.
+    """
+    streams = {name: getattr(getattr(sys, name), "buffer", None) for name in ("stdout", "stderr")}
+    if None in streams.values():
+        return {}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return streams
 
 
 def _interrupted() -> int:

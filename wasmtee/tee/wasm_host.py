@@ -8,12 +8,17 @@ embedding API's details.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from wasmtee.tee.errors import EnclaveError
+
+log = logging.getLogger(__name__)
 
 # Standard output or error kept per run_wasi call; the rest is dropped.
 MAX_OUTPUT_SIZE = 16 * 1024 * 1024
@@ -116,17 +121,26 @@ class WasmRuntime:
     def run_wasi(self, module: Any, argv: list[str], env: dict[str, str], stdin: bytes,
                  host_imports: Any = None,
                  preopens: list[tuple[str, Any]] | None = None,
-                 timeout: float | None = None) -> tuple[int, BoundedOutput, BoundedOutput]:
+                 timeout: float | None = None,
+                 output_sink: OutputSink | None = None) -> tuple[int, Any, Any]:
         """Run a WASI command's `_start`; return its exit status, stdout and stderr.
 
         The guest sees no host directory: only the `preopens` backends
         (guest path, wasmtee.wasi.fs backend), for example protected files.
         With `timeout`, the guest traps once that many seconds have passed.
+        Output goes to `output_sink(fd, data)` as the guest writes it when a
+        sink is given (see StreamedOutput). Otherwise it is kept in memory, at
+        most MAX_OUTPUT_SIZE bytes per stream (see BoundedOutput).
         """
         from wasmtee.wasi import WasiConfig, add_to_linker
 
-        stdout = BoundedOutput(MAX_OUTPUT_SIZE)
-        stderr = BoundedOutput(MAX_OUTPUT_SIZE)
+        if output_sink is not None:
+            streamed = StreamedOutputs(output_sink)
+            stdout, stderr = streamed.stream(1), streamed.stream(2)
+            streamed.start()
+        else:
+            stdout = BoundedOutput(MAX_OUTPUT_SIZE)
+            stderr = BoundedOutput(MAX_OUTPUT_SIZE)
         config = WasiConfig(argv=list(argv), env=dict(env), stdin=bytes(stdin),
                             stdout=stdout, stderr=stderr)
         for guest_path, backend in preopens or []:
@@ -155,7 +169,116 @@ class WasmRuntime:
             if timeout is not None:
                 store.set_deadline(None)
             context.close()
+            # Output written before a trap reaches the host too.
+            if output_sink is not None:
+                streamed.stop()
         return exit_code, stdout, stderr
+
+
+OutputSink = Callable[[int, bytes], None]
+# StreamedOutputs sends buffered output once this many bytes are waiting, or
+# once the oldest waiting byte is FLUSH_INTERVAL seconds old.
+STREAM_BUFFER_SIZE = 64 * 1024
+FLUSH_INTERVAL = 0.05
+
+
+class StreamedOutputs:
+    """Standard output and error that go to `sink(fd, data)` in batches, in write order.
+
+    Batching keeps a guest that writes one byte at a time from paying for one
+    sink call (an OCALL) per byte. A flusher thread sends output that waits
+    longer than FLUSH_INTERVAL, because a guest that then computes for a
+    long time writes nothing that would send it. So the sink must be safe to
+    call from that thread. A sink that raises OSError makes the guest's next
+    write fail with that errno (EPIPE for a closed pipe, for example).
+    """
+
+    def __init__(self, sink: OutputSink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._fd = 1
+        self._buffer = bytearray()
+        self._buffered_since = 0.0
+        # The first failed send to each fd; every later write to that fd raises it.
+        self._errors: dict[int, OSError] = {}
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def stream(self, fd: int) -> StreamedOutput:
+        return StreamedOutput(self, fd)
+
+    def start(self) -> None:
+        self._flusher = threading.Thread(target=self._flush_periodically,
+                                         name="wasmtee-output-flusher", daemon=True)
+        self._flusher.start()
+
+    def write(self, fd: int, data: bytes) -> None:
+        with self._lock:
+            self._raise_error(fd)
+            if fd != self._fd:
+                self._send_locked()
+                self._fd = fd
+            if not self._buffer:
+                self._buffered_since = time.monotonic()
+            self._buffer += data
+            if len(self._buffer) >= STREAM_BUFFER_SIZE:
+                self._send_locked()
+            self._raise_error(fd)
+
+    def stop(self) -> None:
+        """Stop the flusher and send what is left; a host that no longer takes output loses it."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        with self._lock:
+            self._send_locked()
+        for fd, error in self._errors.items():
+            log.info("dropped guest output to fd %d: %s", fd, error)
+
+    def _flush_periodically(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL / 2):
+            with self._lock:
+                if self._buffer and time.monotonic() - self._buffered_since >= FLUSH_INTERVAL:
+                    self._send_locked()
+
+    def _send_locked(self) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if not data or self._fd in self._errors:
+            return
+        try:
+            self._sink(self._fd, data)
+        except OSError as exc:
+            self._errors[self._fd] = exc
+        except Exception as exc:  # noqa: BLE001 - reported to the guest's next write
+            log.warning("cannot send guest output to the host: %s", exc)
+            self._errors[self._fd] = OSError(errno.EIO, str(exc))
+
+    def _raise_error(self, fd: int) -> None:
+        error = self._errors.get(fd)
+        if error is not None:
+            from wasmtee.wasi.constants import WasiError, errno_from_os
+
+            raise WasiError(errno_from_os(error), "write output")
+
+
+class StreamedOutput:
+    """One file descriptor's writable stream of a StreamedOutputs."""
+
+    def __init__(self, outputs: StreamedOutputs, fd: int) -> None:
+        self._outputs = outputs
+        self._fd = fd
+        self.dropped = 0
+
+    def write(self, data: bytes) -> int:
+        self._outputs.write(self._fd, bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def getvalue(self) -> bytes:
+        return b""
 
 
 class BoundedOutput:

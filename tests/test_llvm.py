@@ -898,3 +898,147 @@ def test_fuel_above_i64_survives_host_calls() -> None:
     exports["run"](store, 3)
     assert seen == [2**64 - 1 - 2 - 7, 2**64 - 1 - 2 - 14, 2**64 - 1 - 2 - 21]
     assert store.get_fuel() == 2**64 - 1 - 2 - 21
+
+
+def many_functions_wasm(count: int, distinct: bool) -> bytes:
+    """Return a module of `count` exported functions [] -> [i32], all `i32.const 7` or each its own constant."""
+    from wasmtee.binary import encode_module
+    from wasmtee.text import parse_wat
+
+    funcs = "".join(
+        f'(func (export "f{index}") (result i32) i32.const {index if distinct else 7})'
+        for index in range(count)
+    )
+    return encode_module(parse_wat(f"(module {funcs})"))
+
+
+def test_identical_functions_share_code() -> None:
+    from wasmtee.binary import decode_module
+    from wasmtee.llvm import jit, lower
+    from wasmtee.valid import validate_module
+
+    model = decode_module(many_functions_wasm(50, distinct=False))
+    func_types = validate_module(model).func_types
+    shared = lower.find_shared_code(model, func_types, 0)
+    assert shared == {index: 0 for index in range(1, 50)}
+    assert jit.plan_chunks(model, 0, shared) == [[0]]
+    ir = lower.ModuleLowering(model, func_types, lower.Options()).module_ir()
+    assert "define i32 @f0(" in ir
+    assert "@f1(" not in ir
+    distinct = decode_module(many_functions_wasm(50, distinct=True))
+    assert lower.find_shared_code(distinct, validate_module(distinct).func_types, 0) == {}
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+def test_many_small_functions_run(distinct: bool) -> None:
+    engine = Engine(Config(tier="llvm"))
+    store = Store(engine)
+    exports = Instance(store, Module(engine, many_functions_wasm(300, distinct)), []).exports(store)
+    for index in (0, 1, 150, 299):
+        assert exports[f"f{index}"](store) == (index if distinct else 7)
+
+
+def test_function_count_raises_compile_cost(monkeypatch) -> None:
+    from wasmtee.binary import decode_module
+    from wasmtee.llvm import jit
+
+    model = decode_module(many_functions_wasm(300, distinct=True))
+    assert jit.compile_cost(model) == 600 + 300 * jit.FUNCTION_COST_INSTRUCTIONS
+    monkeypatch.setattr(jit, "LARGE_MODULE_INSTRUCTIONS", 2000)
+    assert jit.choose_opt_level(model, None) == jit.FAST_OPT_LEVEL
+    monkeypatch.setattr(jit, "CHUNK_INSTRUCTIONS", 100)
+    chunks = jit.plan_chunks(model, 0)
+    assert all(len(chunk) <= 100 // (2 + jit.FUNCTION_COST_INSTRUCTIONS) for chunk in chunks)
+    assert sum(len(chunk) for chunk in chunks) == 300
+
+
+def test_cache_hit_skips_validation(monkeypatch) -> None:
+    import wasmtee.valid
+
+    wasm = fib_wasm()
+    assert call(wasm, "fib", 10) == 55
+    validated: list[object] = []
+    original = wasmtee.valid.validate_module
+    monkeypatch.setattr(wasmtee.valid, "validate_module", lambda m: validated.append(m) or original(m))
+    assert call(wasm, "fib", 12) == 144
+    assert validated == []
+    # Without a cache entry the module is validated.
+    monkeypatch.setenv("WASMTEE_JIT_CACHE", "0")
+    assert call(wasm, "fib", 12) == 144
+    assert len(validated) == 1
+
+
+def test_cache_entry_of_another_module_is_ignored(monkeypatch) -> None:
+    import wasmtee.valid
+    from wasmtee.llvm import aot, lower
+
+    fib = fib_wasm()
+    other = many_functions_wasm(3, distinct=True)
+    assert call(fib, "fib", 10) == 55
+    assert call(other, "f2") == 2
+    options = lower.Options()
+    # Put fib's valid, MAC-checked entry where the other module's entry belongs.
+    fib_path = aot.cache_path(fib, options, 2)
+    other_path = aot.cache_path(other, options, 2)
+    assert fib_path.exists()
+    assert other_path.exists()
+    other_path.write_bytes(fib_path.read_bytes())
+    validated: list[object] = []
+    original = wasmtee.valid.validate_module
+    monkeypatch.setattr(wasmtee.valid, "validate_module", lambda m: validated.append(m) or original(m))
+    assert aot.load_cached(other, options, 2) is None
+    assert call(other, "f2") == 2
+    assert len(validated) == 1
+
+
+def test_tampered_cache_entry_is_validated_and_recompiled(monkeypatch) -> None:
+    import wasmtee.valid
+    from wasmtee.llvm import aot, lower
+
+    wasm = fib_wasm()
+    assert call(wasm, "fib", 10) == 55
+    path = aot.cache_path(wasm, lower.Options(), 2)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    validated: list[object] = []
+    original = wasmtee.valid.validate_module
+    monkeypatch.setattr(wasmtee.valid, "validate_module", lambda m: validated.append(m) or original(m))
+    assert call(wasm, "fib", 12) == 144
+    assert len(validated) == 1
+
+
+def test_sigint_stops_long_compile(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from wasmtee.binary import encode_module
+    from wasmtee.model import Function, Instr
+    from wasmtee.model import Module as ModelModule
+    from wasmtee import opcodes as op
+
+    # 100,000 distinct functions take tens of seconds to compile, so the
+    # signal arrives during compilation.
+    model = ModelModule()
+    model.types.append(FuncType([], []))
+    for index in range(100_000):
+        body = [Instr(op.I32_CONST, index), Instr(op.DROP), Instr(op.END)]
+        model.funcs.append(Function(0, [], body))
+    path = tmp_path / "many.wasm"
+    path.write_bytes(encode_module(model))
+    environment = dict(os.environ, WASMTEE_JIT_CACHE="0")
+    proc = subprocess.Popen([sys.executable, "-m", "wasmtee", "run", "--tier", "llvm", str(path)],
+                            stderr=subprocess.PIPE, text=True, env=environment)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("SIGINT did not stop the compile within 30 s") from None
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr

@@ -78,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "KiB, MiB, GiB)")
     parser.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
                         help="interrupt the guest after SECONDS of wall-clock time (at "
-                        "most 1e9)")
+                        "most 1e9); the clock starts after the module is compiled, "
+                        "and Ctrl-C stops a long compile")
     parser.add_argument("--max-call-depth", type=int_in_range(1, MAX_CALL_DEPTH_OPTION),
                         default=DEFAULT_MAX_CALL_DEPTH, metavar="N",
                         help="trap with 'call stack exhausted' when wasm calls nest more "

@@ -19,6 +19,7 @@ Conventions:
 
 from __future__ import annotations
 
+import operator
 import platform
 from dataclasses import dataclass, field
 
@@ -208,6 +209,39 @@ def fuel_costs(body: list[Instr]) -> dict[int, int]:
             if opened.pop():
                 regions.pop()
     return costs
+
+
+# Defined functions with at most this many instructions share the machine
+# code of an earlier identical function. LLVM's fixed cost per function
+# matters most for small functions, and comparing larger ones would cost
+# time on every compile and cache hit.
+SHARED_CODE_MAX_INSTRUCTIONS = 16
+# An instruction without its byte offset, which differs between copies.
+_OPCODE_AND_IMMEDIATE = operator.itemgetter(0, 1)
+
+
+def find_shared_code(module: Module, func_types: list[FuncType], first_defined: int) -> dict[int, int]:
+    """Map each small defined function that repeats an earlier one to that earlier function's index.
+
+    A function's behaviour depends only on its type, locals and body (its own
+    index appears nowhere in its code), so identical functions can share one
+    compiled body. Modules of many identical stubs then compile once.
+    """
+    shared: dict[int, int] = {}
+    first_seen: dict[tuple, int] = {}
+    for offset, func in enumerate(module.funcs):
+        if len(func.body) > SHARED_CODE_MAX_INSTRUCTIONS:
+            continue
+        func_index = first_defined + offset
+        key = (
+            func_types[func_index],
+            tuple(func.locals),
+            tuple(map(_OPCODE_AND_IMMEDIATE, func.body)),
+        )
+        original = first_seen.setdefault(key, func_index)
+        if original != func_index:
+            shared[func_index] = original
+    return shared
 
 
 @dataclass
@@ -605,8 +639,9 @@ class FunctionLowering:
 
     def call(self, instr: Instr) -> None:
         callee_type = self.owner.func_types[instr.imm]
-        self.callees.add(instr.imm)
-        self.emit_call(f"@f{instr.imm}", callee_type)
+        callee = self.owner.shared_code.get(instr.imm, instr.imm)
+        self.callees.add(callee)
+        self.emit_call(f"@f{callee}", callee_type)
 
     def emit_call(self, callee: str, callee_type: FuncType) -> None:
         count = len(callee_type.params)
@@ -1176,6 +1211,7 @@ class ModuleLowering:
         self.global_types += [g.type.val_type for g in module.globals]
         self.declarations: set[str] = set()
         self.type_ids = canonical_type_ids(func_types, module.types)
+        self.shared_code = find_shared_code(module, func_types, self.num_imported_funcs)
 
     def type_id(self, type_index: int) -> int:
         """Return the table-mirror id of a type of this module (structurally equal types share one)."""
@@ -1305,6 +1341,8 @@ class ModuleLowering:
         total = len(self.func_types)
         defined = range(self.num_imported_funcs, total)
         selected = list(defined) if func_indices is None else list(func_indices)
+        # A function that shares another's code gets no body of its own.
+        selected = [index for index in selected if index not in self.shared_code]
         chosen = set(selected)
         bodies = []
         callees: set[int] = set()

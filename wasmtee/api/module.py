@@ -104,8 +104,13 @@ class Module:
             raise UsageError(f"expected an Engine, got {engine!r}")
         self.engine = engine
         self._model = model
-        self._info = _validate(model)
         tier = engine.tier
+        # The llvm tier returns the info of a module whose native code comes
+        # from a MAC-checked artifact or cache entry, made after validating
+        # these exact bytes. Other modules are validated here.
+        trusted_info = getattr(tier, "trusted_info", None)
+        info = trusted_info(model, engine.config) if trusted_info is not None else None
+        self._info = info if info is not None else _validate(model)
         self._tier_name: str = tier.name
         self._compiled = tier.compile(model, self._info, engine.config)
 

@@ -250,9 +250,16 @@ def load_cached(wasm: bytes, options: lower.Options, opt_level: int) -> list[byt
     except OSError:
         return None
     try:
-        _, _, objects = read_artifact(data)
+        header, cached_wasm, objects = read_artifact(data)
     except CompileError as exc:
         log.warning("ignoring JIT cache entry %s: %s", path, exc)
+        return None
+    # A valid entry copied to another module's path must not run for it,
+    # because callers skip validating `wasm` on a hit.
+    settings = (options.consume_fuel, options.interruptible, options.count_depth, opt_level)
+    if cached_wasm != wasm or settings != (header.consume_fuel, header.interruptible,
+                                           header.count_depth, header.opt_level):
+        log.warning("ignoring JIT cache entry %s: it was made for another module or settings", path)
         return None
     log.info("loaded native code from the JIT cache (%s)", path.name)
     return objects

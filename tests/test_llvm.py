@@ -1042,3 +1042,33 @@ def test_sigint_stops_long_compile(tmp_path) -> None:
         raise AssertionError("SIGINT did not stop the compile within 30 s") from None
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
+
+
+def test_small_leaf_skips_stack_check() -> None:
+    from wasmtee.binary import decode_module
+    from wasmtee.llvm import lower
+    from wasmtee.valid import validate_module
+
+    wat = """(module
+      (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+      (func $caller (param i32) (result i32) (call $leaf (local.get 0)))
+      (func $big_leaf (param i32) (result i32)
+        (local.get 0)
+        (i32.const 1) i32.add (i32.const 1) i32.add (i32.const 1) i32.add
+        (i32.const 1) i32.add (i32.const 1) i32.add (i32.const 1) i32.add
+        (i32.const 1) i32.add (i32.const 1) i32.add (i32.const 1) i32.add))"""
+    from wasmtee.binary import encode_module
+    from wasmtee.text import parse_wat
+
+    model = decode_module(encode_module(parse_wat(wat)))
+    lowering = lower.ModuleLowering(model, validate_module(model).func_types, lower.Options())
+    ir = lowering.module_ir()
+    functions = {name: ir[ir.index(f"@{name}("):] for name in ("f0", "f1", "f2")}
+    for name, text in functions.items():
+        functions[name] = text[:text.index("\n}\n")]
+    assert "stacksave" not in functions["f0"]
+    assert "stacksave" in functions["f1"]
+    assert "stacksave" in functions["f2"]
+    counted = lower.ModuleLowering(model, validate_module(model).func_types,
+                                   lower.Options(count_depth=True)).module_ir()
+    assert "stacksave" in counted[counted.index("@f0("):counted.index("@f1(")]

@@ -101,8 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "enclave encrypts and stores under HOST/protected/run/, and the guest "
                         "sees no plain host directory. Cannot be combined with --invoke, "
                         "--fuel, --max-memory, --tier or --dir-ro, and not with a .cwasm "
-                        "artifact. Standard input is read whole before the guest starts "
-                        "and may be at most 31 MiB")
+                        "artifact")
     parser.add_argument("module", metavar="MODULE",
                         help="the .wasm, .wat or .cwasm (from wasmtee compile) file to run, "
                         "a regular file of at most 1 GiB")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -130,8 +131,12 @@ class OcallHandler:
                  allowed_hosts: tuple[str, ...]) -> None:
         self.storage_dir = Path(storage_dir).resolve() if storage_dir is not None else None
         self.allowed_hosts = allowed_hosts
-        # Binary streams for guest output by fd (1, 2), set during a streamed run_wasi.
+        # Binary streams for guest output by fd (1, 2) and for guest input, set
+        # during a streamed run_wasi.
         self.output_streams: dict[int, Any] = {}
+        self.input_stream: Any = None
+        # Set by Enclave.interrupt, so that a stdin_read waiting for input returns EINTR.
+        self.interrupted = threading.Event()
         self._sockets: dict[int, socket.socket] = {}
         self._next_socket = 1
 
@@ -148,6 +153,30 @@ class OcallHandler:
 
     def _op_time(self, args: dict[str, Any]) -> float:
         return time.time()
+
+    def _op_stdin_read(self, args: dict[str, Any]) -> bytes | int:
+        """Read up to `size` bytes of guest input; return them (b"" at the end) or an errno."""
+        size = args.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_RECV_SIZE:
+            raise EnclaveError(f"invalid stdin read size {size!r} (1..{MAX_RECV_SIZE})")
+        stream = self.input_stream
+        if stream is None:
+            return b""
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        try:
+            if fd is None:
+                return stream.read(size) or b""
+            # Wait in short steps, so that an interrupt ends a read that waits for a terminal.
+            while not select.select([fd], [], [], 0.1)[0]:
+                if self.interrupted.is_set():
+                    return errno.EINTR
+            return os.read(fd, size)
+        except OSError as exc:
+            log.info("cannot read guest input: %s", exc)
+            return exc.errno or errno.EIO
 
     def _op_output_write(self, args: dict[str, Any]) -> int:
         """Write guest output to the stream for fd 1 or 2; return 0 or the errno of the failure."""
@@ -369,7 +398,7 @@ class Enclave:
                            timeout=None)
 
     def run_wasi(self, module: LoadedModule, args: list[str] | None = None,
-                 env: dict[str, str] | None = None, stdin: bytes = b"",
+                 env: dict[str, str] | None = None, stdin: Any = b"",
                  protected_dir: str | None = None,
                  protected_store: str = "default",
                  timeout: float | None = None,
@@ -380,26 +409,35 @@ class Enclave:
         directory of protected files stored encrypted under the host storage
         directory, in the store named `protected_store`. With `timeout`
         (seconds, at most 3600), the guest traps when it runs longer.
+        `stdin` is bytes, or a binary stream that the guest reads while it
+        runs, through OCALLs and with no size limit.
         With `stdout` and `stderr` (binary streams, both or neither), the
         guest's output is written to them while it runs, in batches, with no
         size limit, and the result's stdout and stderr are empty.
         """
         if (stdout is None) != (stderr is None):
             raise UsageError("run_wasi needs both stdout and stderr streams, or neither")
+        streamed_stdin = not isinstance(stdin, (bytes, bytearray, memoryview))
         request: dict[str, Any] = {"module": module.handle, "args": args or [],
-                                   "env": env or {}, "stdin": bytes(stdin)}
+                                   "env": env or {},
+                                   "stdin": b"" if streamed_stdin else bytes(stdin)}
         if stdout is not None:
             request["stream_output"] = True
+        if streamed_stdin:
+            request["stream_stdin"] = True
         if timeout is not None:
             request["timeout"] = float(timeout)
         if protected_dir is not None:
             request["protected_dir"] = protected_dir
             request["protected_store"] = protected_store
         self._ocalls.output_streams = {} if stdout is None else {1: stdout, 2: stderr}
+        self._ocalls.input_stream = stdin if streamed_stdin else None
+        self._ocalls.interrupted.clear()
         try:
             result = self._ecall("run_wasi", request, timeout=None)
         finally:
             self._ocalls.output_streams = {}
+            self._ocalls.input_stream = None
         return WasiResult(result["exit_code"], result["stdout"], result["stderr"],
                           result.get("stdout_dropped", 0), result.get("stderr_dropped", 0))
 
@@ -454,6 +492,7 @@ class Enclave:
         """
         # NOTE: under gramine-sgx the signal reaches the enclave only if Gramine
         # forwards it, which has not been tested; `kill` always works.
+        self._ocalls.interrupted.set()
         if self._process.poll() is None:
             self._process.send_signal(signal.SIGINT)
 

@@ -52,6 +52,9 @@ MAX_MODULES = 256
 MAX_INSTANCES = 1024
 MAX_CALL_ARGS = 1000
 MAX_WASI_ARGS = 4096
+# The minimum and maximum size that one stdin_read OCALL requests.
+STDIN_READ_AHEAD = 64 * 1024
+MAX_STDIN_READ = 1024 * 1024
 
 OcallFunction = Callable[[str, dict[str, Any]], Any]
 
@@ -277,7 +280,8 @@ class EnclaveService:
         from wasmtee.tee.ratls_service import check_timeout
 
         _check_keys("run_wasi", args, {"module", "args", "env", "stdin", "protected_dir",
-                                       "protected_store", "timeout", "stream_output"})
+                                       "protected_store", "timeout", "stream_output",
+                                       "stream_stdin"})
         timeout = None
         if args.get("timeout") is not None:
             timeout = check_timeout(args["timeout"])
@@ -299,6 +303,10 @@ class EnclaveService:
         output_sink = None
         if _get(args, "stream_output", bool, optional=True):
             output_sink = self._send_output
+        if _get(args, "stream_stdin", bool, optional=True):
+            if stdin:
+                raise ProtocolError("run_wasi with stream_stdin must not carry stdin bytes")
+            stdin = OcallStdin(self._ocall)
         exit_code, stdout, stderr = self._wasm().run_wasi(
             module.compiled, argv, env, stdin, self._guest_attestation(module), preopens,
             timeout, output_sink)
@@ -443,6 +451,41 @@ class EnclaveService:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ProtocolError(f"host returned an invalid time {value!r}")
         return float(value)
+
+
+class OcallStdin:
+    """Guest standard input read from the host's standard input through `stdin_read` OCALLs."""
+
+    def __init__(self, ocall: OcallFunction) -> None:
+        self._ocall = ocall
+        # Bytes read ahead, so that small guest reads need fewer OCALLs.
+        self._pending = b""
+
+    def read(self, size: int) -> bytes:
+        """Return up to `size` bytes, b"" at end of input.
+
+        Raises WasiError with the host's errno when the host read failed
+        or was interrupted, and ProtocolError for an invalid reply.
+        """
+        size = max(1, size)
+        if not self._pending:
+            self._pending = self._read_from_host(min(max(size, STDIN_READ_AHEAD), MAX_STDIN_READ))
+        chunk, self._pending = self._pending[:size], self._pending[size:]
+        return chunk
+
+    def _read_from_host(self, size: int) -> bytes:
+        value = self._ocall("stdin_read", {"size": size})
+        if isinstance(value, bytes) and len(value) <= size:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 4096:
+            from wasmtee.wasi.constants import WasiError, errno_from_os
+
+            raise WasiError(errno_from_os(OSError(value, os.strerror(value))), "read stdin")
+        raise ProtocolError(f"host returned an invalid stdin_read reply of type "
+                            f"{type(value).__name__}")
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _seal_policy(name: str) -> SealPolicy:

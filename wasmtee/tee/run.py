@@ -62,8 +62,10 @@ def run_in_enclave(args: argparse.Namespace) -> int:
     argv = [argv0, *args.args]
     env = _environment(args.env)
     protected_dir, storage_dir = _protected_dir(args.dir)
-    stdin = _read_stdin()
-    _check_size("standard input", len(stdin), MAX_STDIN_SIZE)
+    stdin = _stdin_stream()
+    if stdin is None:
+        stdin = _read_stdin()
+        _check_size("standard input", len(stdin), MAX_STDIN_SIZE)
     interrupts: list[int] = []
     try:
         with Enclave(backend=args.enclave, storage_dir=storage_dir) as enclave:
@@ -232,6 +234,20 @@ def _protected_dir(specs: list[str]) -> tuple[str | None, str | None]:
     if not os.path.isdir(host):
         raise UsageError(f"--dir {specs[0]!r}: host directory {host!r} not found")
     return guest, host
+
+
+def _stdin_stream() -> Any:
+    """Return this process's binary stdin for the guest to read while it runs, or None.
+
+    None means that stdin has no file descriptor (pytest's capture, for
+    example); then `_read_stdin` reads it whole before the guest starts.
+    """
+    buffer = getattr(sys.stdin, "buffer", None)
+    try:
+        buffer.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return buffer
 
 
 def _read_stdin() -> bytes:

@@ -118,7 +118,7 @@ class WasmRuntime:
             return list(result)
         return [result]
 
-    def run_wasi(self, module: Any, argv: list[str], env: dict[str, str], stdin: bytes,
+    def run_wasi(self, module: Any, argv: list[str], env: dict[str, str], stdin: Any,
                  host_imports: Any = None,
                  preopens: list[tuple[str, Any]] | None = None,
                  timeout: float | None = None,
@@ -128,7 +128,7 @@ class WasmRuntime:
         The guest sees no host directory: only the `preopens` backends
         (guest path, wasmtee.wasi.fs backend), for example protected files.
         With `timeout`, the guest traps once that many seconds have passed.
-        Output goes to `output_sink(fd, data)` as the guest writes it when a
+        `stdin` is bytes or a binary file object with `read(n)`. Output goes to `output_sink(fd, data)` as the guest writes it when a
         sink is given (see StreamedOutput). Otherwise it is kept in memory, at
         most MAX_OUTPUT_SIZE bytes per stream (see BoundedOutput).
         """
@@ -137,11 +137,15 @@ class WasmRuntime:
         if output_sink is not None:
             streamed = StreamedOutputs(output_sink)
             stdout, stderr = streamed.stream(1), streamed.stream(2)
+            if not isinstance(stdin, bytes):
+                stdin = FlushingInput(stdin, streamed)
             streamed.start()
         else:
             stdout = BoundedOutput(MAX_OUTPUT_SIZE)
             stderr = BoundedOutput(MAX_OUTPUT_SIZE)
-        config = WasiConfig(argv=list(argv), env=dict(env), stdin=bytes(stdin),
+        if isinstance(stdin, (bytes, bytearray)):
+            stdin = bytes(stdin)
+        config = WasiConfig(argv=list(argv), env=dict(env), stdin=stdin,
                             stdout=stdout, stderr=stderr)
         for guest_path, backend in preopens or []:
             config.preopen_backend(guest_path, backend)
@@ -235,6 +239,11 @@ class StreamedOutputs:
         for fd, error in self._errors.items():
             log.info("dropped guest output to fd %d: %s", fd, error)
 
+    def flush(self) -> None:
+        """Send the waiting output now."""
+        with self._lock:
+            self._send_locked()
+
     def _flush_periodically(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL / 2):
             with self._lock:
@@ -260,6 +269,26 @@ class StreamedOutputs:
             from wasmtee.wasi.constants import WasiError, errno_from_os
 
             raise WasiError(errno_from_os(error), "write output")
+
+
+class FlushingInput:
+    """Guest input that sends the waiting output before each read.
+
+    A read may wait for the host's input for a long time, and the OCALL
+    that waits blocks the flusher, so a prompt would otherwise not reach
+    the user before the guest waits for the answer.
+    """
+
+    def __init__(self, stream: Any, outputs: StreamedOutputs) -> None:
+        self._stream = stream
+        self._outputs = outputs
+
+    def read(self, size: int) -> bytes:
+        self._outputs.flush()
+        return self._stream.read(size)
+
+    def isatty(self) -> bool:
+        return False
 
 
 class StreamedOutput:

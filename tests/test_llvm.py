@@ -1072,3 +1072,31 @@ def test_small_leaf_skips_stack_check() -> None:
     counted = lower.ModuleLowering(model, validate_module(model).func_types,
                                    lower.Options(count_depth=True)).module_ir()
     assert "stacksave" in counted[counted.index("@f0("):counted.index("@f1(")]
+
+
+@pytest.mark.parametrize("tier", ["python", "llvm"])
+def test_cli_fuel_limits(tmp_path, tier: str) -> None:
+    import subprocess
+    import sys
+
+    from wasmtee.binary import encode_module
+    from wasmtee.text import parse_wat
+
+    wat = """(module (func (export "_start") (local i32)
+      (local.set 0 (i32.const 1000))
+      (loop local.get 0 i32.const 1 i32.sub local.tee 0 br_if 0)))"""
+    path = tmp_path / "loop.wasm"
+    path.write_bytes(encode_module(parse_wat(wat)))
+
+    def run(fuel: int) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "wasmtee", "run", "--tier", tier, "--fuel", str(fuel), str(path)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    largest = run(2**64 - 1)
+    assert largest.returncode == 0, largest.stderr
+    too_large = run(2**64)
+    assert too_large.returncode == 2
+    assert str(2**64) in too_large.stderr
+    assert "Traceback" not in too_large.stderr
+    short = run(100)
+    assert "all fuel consumed" in short.stderr

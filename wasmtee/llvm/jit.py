@@ -842,7 +842,11 @@ class LlvmTier:
             source = module.__dict__.get("source_binary")
             if not isinstance(source, bytes) or not jit_cache_enabled(config):
                 return None
-            opt_level = choose_opt_level(module, requested_opt_level(config))
+            try:
+                opt_level = choose_opt_level(module, requested_opt_level(config))
+            except CompileError:
+                # `compile` reports a bad opt level, after validation.
+                return None
             objects = aot.load_cached(source, options_from_config(config), opt_level)
             if objects is None:
                 return None

@@ -86,10 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"than N frames deep (default: {DEFAULT_MAX_CALL_DEPTH}, at most "
                         f"{MAX_CALL_DEPTH_OPTION}). With the default, the llvm tier bounds "
                         "only its native stack use, which allows deeper recursion")
-    parser.add_argument("--tier", choices=["python", "llvm", "auto"], default="python",
+    parser.add_argument("--tier", choices=["python", "llvm", "auto"], default="auto",
                         action=_TierAction,
-                        help="execution tier (default: python). A .cwasm artifact runs "
-                        "only on the llvm tier")
+                        help="execution tier (default: auto, which is llvm when llvmlite "
+                        "is installed and python otherwise). A .cwasm artifact runs only "
+                        "on the llvm tier")
     parser.add_argument("--argv0", metavar="NAME",
                         help="the program name the guest sees as argv[0], which may be "
                         "empty (default: the module's file name)")

@@ -187,7 +187,7 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.dir_ro:
         raise UsageError("--dir-ro is not supported with --enclave; use --dir, which "
                          "maps to a protected-file directory")
-    if getattr(args, "tier", "python") != "python":
+    if getattr(args, "tier_given", False) and args.tier != "python":
         # The enclave picks its own tier, so a request for another one would be ignored.
         raise UsageError("--tier is not supported with --enclave")
 

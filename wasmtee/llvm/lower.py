@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from wasmtee import opcodes as op
 from wasmtee.errors import CompileError, TrapCode
+from wasmtee.fuel import fuel_costs
 from wasmtee.model import ExternKind, FuncType, Instr, Module, ValType
 
 # Byte offsets of the context block's fields; `jit.Context` mirrors this layout.
@@ -169,46 +170,6 @@ class Options:
     # load and a store per call.
     count_depth: bool = False
     interruptible: bool = False
-
-
-def fuel_costs(body: list[Instr]) -> dict[int, int]:
-    """Return the fuel charged at the function entry (key -1) and at each re-entered loop header.
-
-    One unit of fuel is one instruction of the body, `end` included. Each
-    instruction is charged where its region starts: the function entry, or
-    the header of the innermost loop that some branch targets, once per
-    iteration. The python tier (`pytier.translate.Translator.count_fuel`)
-    uses the same rule, so both tiers leave the same fuel after the same run.
-    """
-    targets: set[int] = set()
-    open_blocks: list[int] = []
-    for index, instr in enumerate(body):
-        code = instr.op
-        if code in op.BLOCK_STARTS:
-            open_blocks.append(index)
-        elif code == op.END:
-            if open_blocks:
-                open_blocks.pop()
-        elif code in (op.BR, op.BR_IF, op.BR_TABLE):
-            depths = (*instr.imm[0], instr.imm[1]) if code == op.BR_TABLE else (instr.imm,)
-            for depth in depths:
-                if depth < len(open_blocks):
-                    targets.add(open_blocks[-1 - depth])
-    costs: dict[int, int] = {-1: 0}
-    regions = [-1]
-    opened: list[bool] = []
-    for index, instr in enumerate(body):
-        costs[regions[-1]] += 1
-        if instr.op in op.BLOCK_STARTS:
-            is_region = instr.op == op.LOOP and index in targets
-            opened.append(is_region)
-            if is_region:
-                regions.append(index)
-                costs[index] = 0
-        elif instr.op == op.END and opened:
-            if opened.pop():
-                regions.pop()
-    return costs
 
 
 # Defined functions with at most this many instructions share the machine

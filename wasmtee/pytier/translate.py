@@ -35,6 +35,7 @@ from typing import Callable, ClassVar
 
 from wasmtee import opcodes as op
 from wasmtee.errors import CompileError
+from wasmtee.fuel import branch_targets, fuel_costs
 from wasmtee.model import FuncType, Instr, Module, ValType
 
 I32, I64, F32, F64 = ValType.I32, ValType.I64, ValType.F32, ValType.F64
@@ -128,25 +129,7 @@ class FunctionTranslator:
 
     def find_branch_targets(self) -> set[int]:
         """Return the instruction indices of blocks that some branch targets."""
-        targets: set[int] = set()
-        open_blocks: list[int] = []
-        for index, instr in enumerate(self.func.body):
-            code = instr.op
-            if code in op.BLOCK_STARTS:
-                open_blocks.append(index)
-            elif code == op.END:
-                if open_blocks:
-                    open_blocks.pop()
-            elif code in (op.BR, op.BR_IF):
-                depth = instr.imm
-                if depth < len(open_blocks):
-                    targets.add(open_blocks[-1 - depth])
-            elif code == op.BR_TABLE:
-                labels, default = instr.imm
-                for depth in (*labels, default):
-                    if depth < len(open_blocks):
-                        targets.add(open_blocks[-1 - depth])
-        return targets
+        return branch_targets(self.func.body)
 
     def compute_global_types(self) -> list[ValType]:
         imported = [imp.desc.val_type for imp in self.module.imports_of(op_global_kind())]  # type: ignore[union-attr]
@@ -277,27 +260,8 @@ class FunctionTranslator:
         return "\n".join(source_lines) + "\n"
 
     def count_fuel(self) -> dict[int, int]:
-        """Return the fuel charged at the function entry (key -1) and at each loop header.
-
-        Each instruction costs one unit, charged where its region starts: the
-        function entry, or the header of the innermost loop that some branch
-        re-enters, once per iteration.
-        """
-        costs: dict[int, int] = {-1: 0}
-        regions = [-1]
-        opened: list[bool] = []
-        for index, instr in enumerate(self.func.body):
-            costs[regions[-1]] += 1
-            if instr.op in op.BLOCK_STARTS:
-                is_region = instr.op == op.LOOP and index in self.targets
-                opened.append(is_region)
-                if is_region:
-                    regions.append(index)
-                    costs[index] = 0
-            elif instr.op == op.END and opened:
-                if opened.pop():
-                    regions.pop()
-        return costs
+        """Return the fuel charged at the function entry (key -1) and at each loop header."""
+        return fuel_costs(self.func.body, self.targets)
 
     def emit_checks(self, region: int) -> None:
         if self.options.consume_fuel:

@@ -704,3 +704,21 @@ def test_enclave_non_utf8_argument_rejected():
     err = proc.stderr.decode()
     assert proc.returncode == 2, err
     assert "guest argument 1 b'\\xff' is not valid UTF-8" in err
+
+
+@pytest.mark.parametrize("command", ["inspect", "invoke"])
+def test_closed_stdout_exits_141_quietly(command, tmp_path):
+    wat = tmp_path / "seven.wat"
+    wat.write_text('(module (func (export "seven") (result i32) i32.const 7))')
+    command = (["inspect", str(HELLO)] if command == "inspect"
+               else ["run", "--tier", TIER, "--invoke", "seven", str(wat)])
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "wasmtee", *command], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=60, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141
+    assert proc.stderr == b""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from wasmtee.errors import UsageError, WasmteeError
@@ -22,10 +23,12 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE in sysexits.h
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a tool killed by SIGPIPE reports
 EXIT_STATUS_HELP = (
     "Exit status: 0 on success, 1 when a command fails, 2 for invalid arguments, "
-    "70 for an internal error in wasmtee, 130 when interrupted. `wasmtee run` exits "
-    "with the guest's exit code, and with 134 after a trap."
+    "70 for an internal error in wasmtee, 130 when interrupted, 141 when the reader "
+    "of standard output went away. `wasmtee run` exits with the guest's exit code, "
+    "and with 134 after a trap."
 )
 
 # Subcommand modules, in the order `--help` lists them.
@@ -58,9 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> int:
+    """Handle a reader of our output (`| head`, say) that has gone away; return the exit status.
+
+    Standard output is pointed at /dev/null so that the interpreter's final
+    flush fails quietly too.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:
+        return _stdout_closed()
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="wasmtee: %(levelname)s: %(name)s: %(message)s",
@@ -79,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"wasmtee {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _stdout_closed()
     except Exception as exc:  # noqa: BLE001 - a bug in wasmtee: one line, details in the log
         log.debug("internal error", exc_info=True)
         print(

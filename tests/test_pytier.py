@@ -343,3 +343,21 @@ def test_data_drop_without_memory() -> None:
       (data "abc")
       (func (export "drop") (result i32) (data.drop 0) (i32.const 7)))""")
     assert call(store, ex, "drop") == 7
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("(drop (i32.div_u (i32.const 1) (i32.const 0)))", "integer divide by zero"),
+    ("(drop (i32.load (i32.const 70000)))", "out of bounds memory access"),
+    ("unreachable", "unreachable"),
+])
+def test_trap_backtrace_starts_at_trapping_function(body, message):
+    wat = f"""(module (memory 1)
+      (func $inner {body})
+      (func $middle (call $inner))
+      (func (export "outer") (call $middle)))"""
+    engine = wasmtee.Engine(wasmtee.Config(tier="python"))
+    store = wasmtee.Store(engine)
+    instance = wasmtee.Instance(store, wasmtee.Module(engine, wat), [])
+    with pytest.raises(wasmtee.Trap, match=message) as info:
+        instance.exports(store)["outer"](store)
+    assert [frame.func_name for frame in info.value.frames] == ["inner", "middle", "outer"]

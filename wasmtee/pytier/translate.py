@@ -241,15 +241,22 @@ class FunctionTranslator:
             entry.append("  _slots[0] = _s")
         source_lines = header + entry + ["  try:"] + ["  " + line for line in prologue + body]
         source_lines += [
+            # A Python error turned into a trap here gets this function as its innermost frame.
             "  except ZeroDivisionError:",
-            "    raise _trap_div() from None",
-            "  except _StructError as exc:",
-            "    raise _trap_memory(exc) from None",
+            "    exc = _trap_div()",
+            f"    _add_frame(exc, {self.func_index})",
+            "    raise exc from None",
+            "  except _StructError as error:",
+            "    exc = _trap_memory(error)",
+            f"    _add_frame(exc, {self.func_index})",
+            "    raise exc from None",
             "  except _Trap as exc:",
             f"    _add_frame(exc, {self.func_index})",
             "    raise",
             "  except RecursionError:",
-            "    raise _trap_stack() from None",
+            "    exc = _trap_stack()",
+            f"    _add_frame(exc, {self.func_index})",
+            "    raise exc from None",
         ]
         if counters:
             source_lines.append("  finally:")

@@ -1100,3 +1100,22 @@ def test_cli_fuel_limits(tmp_path, tier: str) -> None:
     assert "Traceback" not in too_large.stderr
     short = run(100)
     assert "all fuel consumed" in short.stderr
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("(drop (i32.div_u (i32.const 1) (i32.const 0)))", "integer divide by zero"),
+    ("(drop (i32.load (i32.const 70000)))", "out of bounds memory access"),
+    ("unreachable", "unreachable"),
+])
+def test_trap_names_trapping_function(body: str, message: str) -> None:
+    # Padding keeps $inner above the size at which identical functions share code.
+    padding = " (nop)" * 20
+    wat = f"""(module (memory 1)
+      (func $inner {body}{padding})
+      (func $middle (call $inner))
+      (func (export "outer") (call $middle)))"""
+    store, exports = instantiate(wat)
+    with pytest.raises(Trap, match=message) as info:
+        exports["outer"](store)
+    assert [frame.func_name for frame in info.value.frames] == ["inner"]
+    assert not info.value.callers_recorded

@@ -151,8 +151,11 @@ class Trap(WasmteeError):
     """A WebAssembly trap: execution stopped at a fault.
 
     `code` is a `TrapCode`, `frames` the wasm backtrace (innermost first) when
-    the tier recorded one.
+    the tier recorded one. `callers_recorded` is False when `frames` holds only
+    the trapping function, as on the llvm tier.
     """
+
+    callers_recorded = True
 
     def __init__(
         self,

@@ -264,6 +264,8 @@ def _print_trap(trap: Trap) -> None:
     print("wasm backtrace:", file=sys.stderr)
     for line in format_backtrace(trap.frames):
         print(line, file=sys.stderr)
+    if not trap.callers_recorded:
+        print("  (this execution tier records only the trapping function)", file=sys.stderr)
 
 
 def guest_exit_status(code: int, command: str = "wasmtee run") -> int:

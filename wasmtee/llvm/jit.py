@@ -33,7 +33,9 @@ import time
 import weakref
 from typing import Any, Callable, Iterator
 
-from wasmtee.errors import CompileError, InternalError, Trap, TrapCode, UsageError, WasmteeError
+from wasmtee.errors import (
+    CompileError, Frame, InternalError, Trap, TrapCode, UsageError, WasmteeError,
+)
 from wasmtee.llvm import aot, lower
 from wasmtee.runtime.config import DEFAULT_MAX_CALL_DEPTH
 from wasmtee.runtime.table import uninitialized_element
@@ -161,6 +163,7 @@ class Context(ctypes.Structure):
         ("tables", ctypes.c_void_p),
         ("stack_floor", ctypes.c_uint64),
         ("stack_top", ctypes.c_uint64),
+        ("trap_function", ctypes.c_int64),
     ]
 
 
@@ -414,6 +417,8 @@ class CompiledModule:
                     raise CompileError(f"native entry trampoline {type_id} is missing")
                 self.entries[type_id] = ENTRY_TYPE(address)
             shared_code = lower.find_shared_code(module, func_types, self.num_imported_funcs)
+            # Code that several functions share cannot name the one that trapped.
+            self.shared_bodies = set(shared_code.values())
             for index in range(self.num_imported_funcs, len(func_types)):
                 original = shared_code.get(index)
                 if original is not None:
@@ -665,7 +670,21 @@ class NativeInstance:
             code = lower.TRAP_CODES[status - 1]
         except IndexError:
             raise InternalError(f"native code returned unknown trap number {status}") from None
-        raise Trap(code)
+        trap = Trap(code)
+        func_index = self.context.trap_function
+        if func_index >= 0 and func_index not in self.compiled.shared_bodies:
+            # TODO: record the callers too (a shadow stack of function indices).
+            trap.frames.append(self.frame(func_index))
+            trap.callers_recorded = False
+        raise trap
+
+    def frame(self, index: int) -> Frame:
+        """Return the backtrace frame of function `index`, named from the name section."""
+        instance = self.instance
+        name = self.compiled.module.names.func_names.get(index)
+        if name is None and 0 <= index < len(instance.funcs):
+            name = instance.funcs[index].name
+        return Frame(index, name, instance.name)
 
     # -- callbacks from native code ----------------------------------------
 

@@ -13,7 +13,8 @@ Conventions:
   SSA values and phis.
 - References (funcref, externref) are i64 handles: 0 is null, and the runtime
   keeps the table that maps other handles to objects.
-- Traps call `@wasmtee_trap(ctx, code)`, which longjmps to the entry trampoline
+- Traps call `@wasmtee_trap(ctx, code, func)`, which records the trap code and
+  the trapping function's index and longjmps to the entry trampoline
   that the runtime called; no native frame is unwound through Python.
 """
 
@@ -45,7 +46,9 @@ CTX_STACK_BUDGET = 96
 CTX_TABLES = 104
 CTX_STACK_FLOOR = 112
 CTX_STACK_TOP = 120
-CTX_SIZE = 128
+# The index of the function whose code trapped, or -1 when no function's code did.
+CTX_TRAP_FUNCTION = 128
+CTX_SIZE = 136
 
 # The native table mirror: `CTX_TABLES` points at one {ptr entries, i64 size}
 # descriptor per table, and each entry is {i64 type id, ptr code, ptr unused}.
@@ -90,9 +93,11 @@ declare ptr @llvm.stacksave.p0()
 declare void @llvm.memmove.p0.p0.i64(ptr, ptr, i64, i1)
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
 
-define internal void @wasmtee_trap(ptr %ctx, i32 %code) noreturn cold noinline {{
+define internal void @wasmtee_trap(ptr %ctx, i32 %code, i64 %func) noreturn cold noinline {{
   %codep = getelementptr i8, ptr %ctx, i64 {CTX_TRAP_CODE}
   store i32 %code, ptr %codep
+  %funcp = getelementptr i8, ptr %ctx, i64 {CTX_TRAP_FUNCTION}
+  store i64 %func, ptr %funcp
   %jb = load ptr, ptr %ctx
   call void @longjmp(ptr %jb, i32 %code)
   unreachable
@@ -105,7 +110,7 @@ define internal i64 @rt_op(ptr %ctx, i32 %op, i64 %a, i64 %b, i64 %c, ptr %slots
   %failed = icmp eq i64 %r, -9223372036854775808
   br i1 %failed, label %trap, label %ok
 trap:
-  call void @wasmtee_trap(ptr %ctx, i32 {TRAP_NUMBER[TrapCode.HOST_ERROR]})
+  call void @wasmtee_trap(ptr %ctx, i32 {TRAP_NUMBER[TrapCode.HOST_ERROR]}, i64 -1)
   unreachable
 ok:
   ret i64 %r
@@ -118,7 +123,7 @@ define internal void @rt_call(ptr %ctx, i32 %func, ptr %slots) {{
   %failed = icmp ne i32 %r, 0
   br i1 %failed, label %trap, label %ok
 trap:
-  call void @wasmtee_trap(ptr %ctx, i32 {TRAP_NUMBER[TrapCode.HOST_ERROR]})
+  call void @wasmtee_trap(ptr %ctx, i32 {TRAP_NUMBER[TrapCode.HOST_ERROR]}, i64 -1)
   unreachable
 ok:
   ret void
@@ -308,7 +313,8 @@ class FunctionLowering:
         return name
 
     def trap(self, code: TrapCode) -> None:
-        self.emit(f"call void @wasmtee_trap(ptr %ctx, i32 {TRAP_NUMBER[code]})")
+        self.emit(f"call void @wasmtee_trap(ptr %ctx, i32 {TRAP_NUMBER[code]}, "
+                  f"i64 {self.func_index})")
         self.emit("unreachable")
 
     def trap_if(self, condition: str, code: TrapCode) -> None:

@@ -132,12 +132,12 @@ def run_wasmtime(name: str, values: list[int], data: dict[int, bytes], root: Pat
     return errno, out
 
 
-def run_wasmtee(name: str, values: list[int], data: dict[int, bytes], root: Path, tmp: Path,
-                read_only: bool = False):
-    config = WasiConfig(argv=["prog", "arg"], env={"KEY": "value"},
-                        stdout=open(tmp / "stdout.ours", "wb"))
-    config.preopen_dir(str(root), "/sandbox", read_only)
-    ctx = WasiContext(config)
+def call_host(ctx: WasiContext, name: str, values: list[int],
+              data: dict[int, bytes]) -> tuple[int, bytes]:
+    """Call WASI function `name` on a fake 64 KiB memory that contains `data`, then close `ctx`.
+
+    Returns the errno and the out-parameter area of memory.
+    """
     memory = FakeMemory()
     memory.size = 65536
     for address, raw in data.items():
@@ -146,8 +146,18 @@ def run_wasmtee(name: str, values: list[int], data: dict[int, bytes], root: Path
         errno = host_functions(ctx)[name].callable(FakeCaller(memory), *values)
     finally:
         ctx.close()
-        config.stdout.close()
     return errno, bytes(memory.buf[OUT:OUT + OUT_SIZE])
+
+
+def run_wasmtee(name: str, values: list[int], data: dict[int, bytes], root: Path, tmp: Path,
+                read_only: bool = False):
+    config = WasiConfig(argv=["prog", "arg"], env={"KEY": "value"},
+                        stdout=open(tmp / "stdout.ours", "wb"))
+    config.preopen_dir(str(root), "/sandbox", read_only)
+    try:
+        return call_host(WasiContext(config), name, values, data)
+    finally:
+        config.stdout.close()
 
 
 ALL = (1 << 29) - 1
@@ -429,15 +439,7 @@ def _run_two_preopens(runtime: str, name: str, values: list[int], data: dict[int
     config = WasiConfig()
     config.preopen_dir(str(first), "/a")
     config.preopen_dir(str(second), "/b")
-    ctx = WasiContext(config)
-    memory = FakeMemory()
-    memory.size = 65536
-    for address, raw in data.items():
-        memory.buf[address:address + len(raw)] = raw
-    try:
-        return host_functions(ctx)[name].callable(FakeCaller(memory), *values)
-    finally:
-        ctx.close()
+    return call_host(WasiContext(config), name, values, data)[0]
 
 
 # Calls between two preopens of one host file system (fd 3 is /a, fd 4 is /b).

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from test_wasi import FakeCaller, FakeMemory, Guest
-from test_wasi_differential import CASES, _iov_data, layout, make_tree, run_wasmtee, snapshot
-from wasmtee.wasi import WasiConfig, WasiContext, host_functions
+from test_wasi import Guest
+from test_wasi_differential import (
+    CASES, _iov_data, call_host, layout, make_tree, run_wasmtee, snapshot,
+)
+from wasmtee.wasi import WasiConfig, WasiContext
 from wasmtee.wasi.constants import Errno, Filetype
 from wasmtee.wasi.memfs import MemoryTree
 
@@ -53,15 +55,9 @@ def run_memory(name: str, values: list[int], data: dict[int, bytes], tree: Memor
     config = WasiConfig(argv=["prog", "arg"], env={"KEY": "value"},
                         stdout=open(tmp / "stdout.mem", "wb"))
     config.preopen_backend("/sandbox", tree)
-    ctx = WasiContext(config)
-    memory = FakeMemory()
-    memory.size = 65536
-    for address, raw in data.items():
-        memory.buf[address:address + len(raw)] = raw
     try:
-        return host_functions(ctx)[name].callable(FakeCaller(memory), *values)
+        return call_host(WasiContext(config), name, values, data)[0]
     finally:
-        ctx.close()
         config.stdout.close()
 
 

@@ -99,27 +99,22 @@ def view_cell(memory: Any) -> ViewCell:
 
 
 _depth_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+_slots_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+
+
+def _counter_cell(cells: weakref.WeakKeyDictionary[Any, list[int]], store: Any) -> list[int]:
+    """Return the store's one-element counter list in `cells`, created at 0."""
+    return cells.setdefault(store, [0])
 
 
 def depth_cell(store: Any) -> list[int]:
     """Return the store's one-element list of active wasm frames (used with a small max depth)."""
-    cell = _depth_cells.get(store)
-    if cell is None:
-        cell = [0]
-        _depth_cells[store] = cell
-    return cell
-
-
-_slots_cells: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+    return _counter_cell(_depth_cells, store)
 
 
 def slots_cell(store: Any) -> list[int]:
-    """Return the store's one-element list of frame slots held by running large frames."""
-    cell = _slots_cells.get(store)
-    if cell is None:
-        cell = [0]
-        _slots_cells[store] = cell
-    return cell
+    """Return the store's count of frame slots that running large frames use."""
+    return _counter_cell(_slots_cells, store)
 
 
 # -- helpers called by generated code ------------------------------------------------

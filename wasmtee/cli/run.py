@@ -319,7 +319,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.module} is an AOT artifact, which runs only on the llvm "
                          "tier; drop --tier python, or run the .wasm module")
     if kind == ModuleKind.ARTIFACT:
-        # An AOT artifact from `wasmtee compile` holds native code: it runs on the llvm tier.
+        # An AOT artifact from `wasmtee compile` contains native code, so it runs on the llvm tier.
         from wasmtee.llvm import aot
 
         try:

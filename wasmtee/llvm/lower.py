@@ -13,9 +13,9 @@ Conventions:
   SSA values and phis.
 - References (funcref, externref) are i64 handles: 0 is null, and the runtime
   keeps the table that maps other handles to objects.
-- Traps call `@wasmtee_trap(ctx, code, func)`, which records the trap code and
-  the trapping function's index and longjmps to the entry trampoline
-  that the runtime called; no native frame is unwound through Python.
+- Traps call `@wasmtee_trap(ctx, code, func)`. It records the trap code and
+  the trapping function's index, then longjmps to the entry trampoline that
+  the runtime called, so no native frame is unwound through Python.
 """
 
 from __future__ import annotations
